@@ -1,0 +1,198 @@
+"""The ``napari-klip`` command line: ``napari-klip SUBCOMMAND --help`` for each subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="napari-klip",
+        description="Out-of-distribution detection and localization with diffusion priors (KLIP, LMD).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-klip {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train a diffusion prior on in-distribution images",
+        description="Train a diffusion prior (diffusers UNet2DModel + DDPM schedule) on your in-distribution images.",
+    )
+    train.add_argument("--data", required=True, help="TIFF stack, folder of TIFF/PNG files, or FILE.npz:KEY")
+    train.add_argument("--out", required=True, type=Path, help="output folder (the prior, checkpoint.pt, training_log.json)")
+    train.add_argument("--image-size", type=int, default=32, help="side of the square training images (default 32)")
+    train.add_argument("--size-mode", choices=("resize", "random-crop", "center-crop"), default="resize")
+    train.add_argument("--network", choices=("tiny", "small", "base"), default="small", help="network size (default small)")
+    train.add_argument("--steps", type=int, default=10_000)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=2e-4, help="learning rate (default 2e-4)")
+    train.add_argument("--warmup-steps", type=int, default=200)
+    train.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights (0 disables)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
+    train.add_argument("--checkpoint-every", type=int, default=1000)
+    train.add_argument("--log-every", type=int, default=50)
+    train.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to [-1, 1] (default: 0-255 for uint8, else data min-max)")
+    train.add_argument("--max-images", type=int, help="use only the first N images")
+    train.add_argument("--flip", action="store_true", help="augment with random left-right flips")
+    train.add_argument("--description", help="training-data description stored with the prior")
+    group = train.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    group.add_argument("--overwrite", action="store_true", help="replace earlier training output in OUT")
+    train.set_defaults(handler=_run_train)
+
+    sample = commands.add_parser(
+        "sample",
+        help="draw images from a prior (a quick check of what it learned)",
+        description="Draw images from a prior by ancestral DDPM sampling; writes a TIFF stack and optionally a PNG grid.",
+    )
+    sample.add_argument("--model", required=True, type=Path, help="prior folder")
+    sample.add_argument("--count", type=int, default=16)
+    sample.add_argument("--steps", type=int, default=100, help="reverse steps (default 100)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
+    sample.add_argument("--out", required=True, type=Path, help="output TIFF stack")
+    sample.add_argument("--grid", type=Path, help="also write the images as one PNG grid")
+    sample.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    sample.set_defaults(handler=_run_sample)
+
+    info = commands.add_parser("info", help="describe a prior folder and the devices available")
+    info.add_argument("model", type=Path, nargs="?", help="prior folder")
+    info.set_defaults(handler=_run_info)
+    return parser
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core.data import read_images
+    from .core.training import TrainingConfig, iter_training
+
+    images = read_images(args.data)
+    if args.max_images is not None:
+        if args.max_images < 1:
+            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+        images = images[: args.max_images]
+    config = TrainingConfig(
+        image_size=args.image_size,
+        size_mode=args.size_mode,
+        network=args.network,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup_steps,
+        ema_decay=args.ema,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        intensity_range=tuple(args.intensity_range) if args.intensity_range else None,
+        horizontal_flip=args.flip,
+        training_data=args.description or f"{args.data} ({len(images)} images)",
+    )
+    steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)
+    bar = tqdm(total=config.steps, desc="training", unit="step", disable=None)
+    try:
+        while True:
+            try:
+                update = next(steps)
+            except StopIteration as finished:
+                result = finished.value
+                break
+            if bar.n == 0 and update.step > 1:
+                bar.update(update.step - 1)
+            bar.update(1)
+            bar.set_postfix(loss=f"{update.loss:.4f}")
+    except KeyboardInterrupt:
+        steps.close()
+        bar.close()
+        print(f"interrupted; checkpoint saved — continue with --resume --out {args.out}", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"prior written to {result.out_dir} ({result.steps_done} steps, final loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s)")
+    return 0
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import tifffile
+    from tqdm import tqdm
+
+    from .core.prior import load_prior
+    from .core.sampling import sample_prior
+
+    for target in (args.out, args.grid):
+        if target is not None and target.exists() and not args.overwrite:
+            raise FileExistsError(f"'{target}' exists; pass --overwrite to replace it")
+    prior = load_prior(args.model, device=args.device)
+    with tqdm(total=args.steps, desc="sampling", unit="step", disable=None) as bar:
+        images = sample_prior(prior, args.count, args.steps, args.seed, progress=lambda step, total: bar.update(1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(args.out, images)
+    if args.grid is not None:
+        import imageio.v3 as iio
+
+        low, high = prior.metadata.intensity_range
+        scaled = np.clip((images - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
+        columns = int(np.ceil(np.sqrt(len(scaled))))
+        rows = int(np.ceil(len(scaled) / columns))
+        padded = np.zeros((rows * columns, *scaled.shape[1:]), np.uint8)
+        padded[: len(scaled)] = scaled
+        tiles = padded.reshape(rows, columns, *scaled.shape[1:])
+        grid = np.concatenate([np.concatenate(list(row), axis=1) for row in tiles], axis=0)
+        iio.imwrite(args.grid, grid)
+    print(f"wrote {len(images)} samples to {args.out}" + (f" and {args.grid}" if args.grid else ""))
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from .core.device import available_devices
+
+    report: dict[str, object] = {"devices": available_devices()}
+    if args.model is not None:
+        from .core.prior import load_prior
+
+        prior = load_prior(args.model, device="cpu")
+        report["prior"] = {
+            "path": str(prior.path),
+            "parameters": prior.num_parameters,
+            "train_timesteps": prior.num_train_timesteps,
+            **prior.metadata.to_json(),
+            "assumed_defaults": prior.metadata.assumed_defaults,
+        }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``napari-klip`` command line; returns the exit code.
+
+    Errors a user can fix (missing files, bad images, occupied output folders, unavailable
+    devices) are printed as one line ``napari-klip: error: ...`` with exit code 1.
+    """
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return EXIT_USAGE if argv else 0
+    from .core.data import ImageDataError
+    from .core.device import DeviceUnavailableError
+
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, FileExistsError, ImageDataError, DeviceUnavailableError, ValueError, OSError) as error:
+        print(f"napari-klip: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,463 @@
+"""Train a diffusion prior on a user's in-distribution images.
+
+The loop is written once, as the generator :func:`iter_training`, which yields a
+:class:`TrainingProgress` after every step; :func:`train_prior` drives it with a progress
+callback and a cancel check (the CLI's progress bar and the napari widget both use it).
+Everything random (initialisation, batches, timesteps, noise, crops) comes from ``seed``, and a
+run resumed from its checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .networks import unet_config
+from .data import center_crop_stack, check_image_stack, default_intensity_range, resize_stack, to_channels_first
+from .prior import METADATA_FILE, PriorMetadata, create_prior, write_prior_folder
+
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "training_log.json"
+#: Files a training run writes into its output folder (the only ones ``overwrite`` removes).
+OUTPUT_ENTRIES = ("unet", "scheduler", "model_index.json", METADATA_FILE, CHECKPOINT_FILE, LOG_FILE)
+SIZE_MODES = ("resize", "random-crop", "center-crop")
+
+
+class TrainingCancelled(Exception):
+    """Raised by :func:`train_prior` when its cancel check asked to stop (a checkpoint was saved)."""
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of a training run.
+
+    Attributes
+    ----------
+    image_size : int
+        Side of the square training images.
+    size_mode : {"resize", "random-crop", "center-crop"}
+        How images of another size are brought to ``image_size``.
+    network : {"tiny", "small", "base"}
+        Network size preset.
+    steps : int
+        Optimiser steps in total (a resumed run continues up to this number).
+    batch_size : int
+        Images per step.
+    learning_rate : float
+        AdamW learning rate after warm-up.
+    warmup_steps : int
+        Linear learning-rate warm-up.
+    ema_decay : float
+        Decay of the exponential moving average of the weights that is saved as the prior
+        (0 disables it).
+    seed : int
+        Seed of everything random.
+    device : str
+        ``auto``, ``cuda``, ``mps`` or ``cpu``.
+    checkpoint_every : int
+        Steps between checkpoints (the prior folder is rewritten at each).
+    log_every : int
+        Steps between loss entries in the training log.
+    intensity_range : tuple of float, optional
+        Intensities mapped to ``[-1, 1]``; by default from the data (see
+        :func:`napari_klip.core.data.default_intensity_range`).
+    horizontal_flip : bool
+        Augment with random left-right flips (off by default: anatomy is not mirror-symmetric).
+    training_data : str
+        Description stored in the prior's metadata.
+    """
+
+    image_size: int = 32
+    size_mode: str = "resize"
+    network: str = "small"
+    steps: int = 10_000
+    batch_size: int = 64
+    learning_rate: float = 2e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    intensity_range: tuple[float, float] | None = None
+    horizontal_flip: bool = False
+    training_data: str = "user images"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting that is out of range."""
+        positive = ("image_size", "steps", "batch_size", "checkpoint_every", "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.size_mode not in SIZE_MODES:
+            raise ValueError(f"size_mode must be one of {', '.join(SIZE_MODES)}, got {self.size_mode!r}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        unet_config(self.image_size, 1, self.network)  # raises for an unknown preset or an unusable size
+
+
+@dataclass
+class TrainingProgress:
+    """One step of a training run, as yielded by :func:`iter_training`."""
+
+    step: int
+    total_steps: int
+    loss: float
+    learning_rate: float
+    elapsed_s: float
+
+
+@dataclass
+class TrainingResult:
+    """What a finished (or cancelled) run produced."""
+
+    out_dir: Path
+    steps_done: int
+    final_loss: float
+    wall_time_s: float
+    cancelled: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _prepare_images(images: np.ndarray, config: TrainingConfig) -> tuple[np.ndarray, tuple[float, float]]:
+    stack = check_image_stack(images, name="training images")
+    intensity_range = tuple(config.intensity_range) if config.intensity_range else default_intensity_range(stack)
+    low, high = intensity_range
+    data = to_channels_first(stack)
+    data = (data - low) / (high - low) * 2.0 - 1.0
+    if config.size_mode == "resize":
+        data = resize_stack(data, config.image_size)
+    elif config.size_mode == "center-crop":
+        data = center_crop_stack(data, config.image_size)
+    elif min(data.shape[-2:]) < config.image_size:
+        raise ValueError(f"cannot take random {config.image_size}² crops from {data.shape[-2:]} images")
+    return np.ascontiguousarray(data, dtype=np.float32), (float(low), float(high))
+
+
+def _hardware(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+class _EMA:
+    """Exponential moving average of parameters, with the usual warm-up of the decay."""
+
+    def __init__(self, parameters: list[Any], decay: float):
+        self.decay = decay
+        self.shadow = [p.detach().clone() for p in parameters]
+        self.updates = 0
+
+    def update(self, parameters: list[Any]) -> None:
+        import torch
+
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for shadow, param in zip(self.shadow, parameters):
+                shadow.lerp_(param.detach(), 1.0 - decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shadow": self.shadow, "updates": self.updates, "decay": self.decay}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for shadow, saved in zip(self.shadow, state["shadow"]):
+            shadow.copy_(saved)
+        self.updates = int(state["updates"])
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Make ``out_dir`` ready; return whether a checkpoint is to be resumed."""
+    if resume and (out_dir / CHECKPOINT_FILE).is_file():
+        return True
+    if resume:
+        raise FileNotFoundError(f"cannot resume: '{out_dir / CHECKPOINT_FILE}' does not exist")
+    existing = [name for name in OUTPUT_ENTRIES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"'{out_dir}' already holds training output ({', '.join(existing)}); pass resume to continue "
+            "from its checkpoint or overwrite to replace it"
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"'{out_dir}' is a file, not a folder")
+    import shutil
+
+    for name in existing:
+        target = out_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def iter_training(
+    images: np.ndarray,
+    out_dir: str | Path,
+    config: TrainingConfig | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Generator[TrainingProgress, None, TrainingResult]:
+    """Train a prior, yielding progress after every optimiser step.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        In-distribution images, ``(N, H, W)`` or ``(N, H, W, C)``; never modified.
+    out_dir : str or Path
+        Folder that receives the prior (diffusers layout + metadata), ``checkpoint.pt`` and
+        ``training_log.json``; rewritten at every checkpoint and at the end.
+    config : TrainingConfig, optional
+        Settings; defaults to ``TrainingConfig()``.
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt`` (its settings must match ``config``'s image
+        size, channels and network).
+    overwrite : bool
+        Replace earlier training output in ``out_dir``. Without ``resume`` or ``overwrite`` an
+        ``out_dir`` holding training output is an error, and nothing is touched.
+
+    Yields
+    ------
+    TrainingProgress
+        After each step. Closing the generator (``.close()``) saves a checkpoint first.
+
+    Returns
+    -------
+    TrainingResult
+        As the generator's return value (``StopIteration.value``).
+
+    Raises
+    ------
+    ValueError, napari_klip.core.data.ImageDataError
+        For bad settings or unusable images (raised before anything is written).
+    FileExistsError, FileNotFoundError
+        For an occupied ``out_dir`` without ``overwrite``, or ``resume`` without a checkpoint.
+    """
+    import torch
+
+    from .device import resolve_device
+
+    config = config or TrainingConfig()
+    config.validate()
+    out_dir = Path(out_dir)
+    data, intensity_range = _prepare_images(images, config)
+    device = resolve_device(config.device)
+    resuming = _prepare_out_dir(out_dir, resume, overwrite)
+
+    channels = data.shape[1]
+    prior = create_prior(
+        config.image_size, channels, config.network, intensity_range, config.training_data, seed=config.seed
+    )
+    unet = prior.unet.to(device).train()
+    parameters = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=0.0)
+    ema = _EMA(parameters, config.ema_decay) if config.ema_decay > 0 else None
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    alphas_cumprod = prior.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+    train_images = torch.from_numpy(data).to(device)
+    history: list[dict[str, float]] = []
+    step = 0
+    elapsed_before = 0.0
+
+    if resuming:
+        state = torch.load(out_dir / CHECKPOINT_FILE, map_location=device, weights_only=False)
+        saved = state["config"]
+        for key in ("image_size", "network", "size_mode"):
+            if saved[key] != getattr(config, key):
+                raise ValueError(f"cannot resume: the checkpoint was trained with {key}={saved[key]!r}, not {getattr(config, key)!r}")
+        if state["channels"] != channels:
+            raise ValueError(f"cannot resume: the checkpoint has {state['channels']} channel(s), the data {channels}")
+        unet.load_state_dict(state["unet"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        generator.set_state(state["generator"].cpu())
+        step, history, elapsed_before = int(state["step"]), list(state["history"]), float(state["elapsed_s"])
+        intensity_range = tuple(state["intensity_range"])
+
+    metadata = PriorMetadata(
+        image_size=(config.image_size, config.image_size),
+        channels=channels,
+        intensity_range=intensity_range,
+        training_data=config.training_data,
+    )
+
+    def save(final: bool, cancelled: bool = False) -> TrainingResult:
+        elapsed = elapsed_before + (time.perf_counter() - start)
+        torch.save(
+            {
+                "unet": unet.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "generator": generator.get_state(),
+                "step": step,
+                "history": history,
+                "elapsed_s": elapsed,
+                "config": asdict(config),
+                "channels": channels,
+                "intensity_range": list(intensity_range),
+            },
+            out_dir / (CHECKPOINT_FILE + ".tmp"),
+        )
+        (out_dir / (CHECKPOINT_FILE + ".tmp")).replace(out_dir / CHECKPOINT_FILE)
+        final_loss = history[-1]["loss"] if history else float("nan")
+        summary = {
+            "steps": step,
+            "final_loss": final_loss,
+            "wall_time_s": round(elapsed, 2),
+            "hardware": _hardware(device),
+            "batch_size": config.batch_size,
+            "network": config.network,
+            "parameters": prior.num_parameters,
+        }
+        export = _export_unet(unet, ema)
+        write_prior_folder(out_dir, export, prior.scheduler, _with_training(metadata, summary))
+        log = {
+            "config": asdict(config),
+            "data": {"images": int(data.shape[0]), "shape": list(data.shape[1:]), "intensity_range": list(intensity_range)},
+            "summary": summary,
+            "finished": final,
+            "cancelled": cancelled,
+            "device": str(device),
+            "versions": _versions(),
+            "history": history,
+        }
+        (out_dir / LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
+        return TrainingResult(out_dir, step, final_loss, elapsed, cancelled, list(history))
+
+    start = time.perf_counter()
+    window_losses: list[float] = []
+    try:
+        while step < config.steps:
+            batch = _sample_batch(train_images, config, generator)
+            timesteps = torch.randint(0, len(alphas_cumprod), (batch.shape[0],), device=device, generator=generator)
+            noise = torch.randn(batch.shape, device=device, generator=generator)
+            alpha_bar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+            noisy = alpha_bar.sqrt() * batch + (1 - alpha_bar).sqrt() * noise
+            learning_rate = config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate
+            loss = torch.nn.functional.mse_loss(unet(noisy, timesteps).sample, noise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            if ema is not None:
+                ema.update(parameters)
+            step += 1
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"the training loss became {loss_value} at step {step}; lower the learning rate")
+            window_losses.append(loss_value)
+            if step % config.log_every == 0 or step == config.steps:
+                history.append(
+                    {"step": step, "loss": float(np.mean(window_losses)), "elapsed_s": round(elapsed_before + time.perf_counter() - start, 2)}
+                )
+                window_losses = []
+            if step % config.checkpoint_every == 0 and step < config.steps:
+                save(final=False)
+            yield TrainingProgress(step, config.steps, loss_value, learning_rate, elapsed_before + time.perf_counter() - start)
+    except GeneratorExit:
+        save(final=False, cancelled=True)
+        raise
+    return save(final=True)
+
+
+def _sample_batch(train_images: Any, config: TrainingConfig, generator: Any) -> Any:
+    import torch
+
+    count = train_images.shape[0]
+    indices = torch.randint(0, count, (config.batch_size,), device=train_images.device, generator=generator)
+    batch = train_images[indices]
+    if config.size_mode == "random-crop":
+        height, width = batch.shape[-2:]
+        size = config.image_size
+        top = int(torch.randint(0, height - size + 1, (1,), device=train_images.device, generator=generator))
+        left = int(torch.randint(0, width - size + 1, (1,), device=train_images.device, generator=generator))
+        batch = batch[..., top : top + size, left : left + size]
+    if config.horizontal_flip:
+        flip = torch.rand(batch.shape[0], device=batch.device, generator=generator) < 0.5
+        batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
+    return batch
+
+
+def _export_unet(trained: Any, ema: _EMA | None) -> Any:
+    """A CPU copy of the trained network carrying the EMA weights when there are some."""
+    import copy
+
+    import torch
+
+    export = copy.deepcopy(trained).to("cpu").eval()
+    if ema is not None:
+        with torch.no_grad():
+            for param, shadow in zip([p for p in export.parameters() if p.requires_grad], ema.shadow):
+                param.copy_(shadow.cpu())
+    return export
+
+
+def _with_training(metadata: PriorMetadata, summary: dict[str, Any]) -> PriorMetadata:
+    from dataclasses import replace
+
+    return replace(metadata, training=summary)
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import torch
+
+    from .. import __version__
+
+    return {"napari_klip": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version()}
+
+
+def train_prior(
+    images: np.ndarray,
+    out_dir: str | Path,
+    config: TrainingConfig | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[TrainingProgress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> TrainingResult:
+    """Train a prior to completion, reporting progress and honouring a cancel request.
+
+    Parameters
+    ----------
+    images, out_dir, config, resume, overwrite
+        As for :func:`iter_training`.
+    progress : callable, optional
+        Called with a :class:`TrainingProgress` after every step.
+    should_cancel : callable, optional
+        Polled after every step; when it returns true the run saves a checkpoint (resumable
+        with ``resume=True``) and :class:`TrainingCancelled` is raised.
+
+    Returns
+    -------
+    TrainingResult
+    """
+    steps = iter_training(images, out_dir, config, resume=resume, overwrite=overwrite)
+    while True:
+        try:
+            update = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress is not None:
+            progress(update)
+        if should_cancel is not None and should_cancel():
+            steps.close()
+            raise TrainingCancelled(f"training cancelled at step {update.step}; resume from '{out_dir}'")

@@ -1,0 +1,79 @@
+"""The command line end to end: train → info → sample, and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_klip.cli import main
+from napari_klip.core.prior import load_prior
+
+
+@pytest.fixture
+def stack_file(tmp_path, disc_images):
+    path = tmp_path / "discs.tif"
+    tifffile.imwrite(path, disc_images)
+    return path
+
+
+def _train_args(data, out, *extra):
+    return ["train", "--data", str(data), "--out", str(out), "--image-size", "16", "--network", "tiny", "--steps", "4",
+            "--batch-size", "4", "--checkpoint-every", "2", "--log-every", "2", "--device", "cpu", *extra]
+
+
+def test_train_info_sample(tmp_path, stack_file, capsys):
+    out = tmp_path / "prior"
+    assert main(_train_args(stack_file, out)) == 0
+    assert "prior written to" in capsys.readouterr().out
+    prior = load_prior(out, device="cpu")
+    assert prior.metadata.training["steps"] == 4 and "discs.tif" in prior.metadata.training_data
+    assert main(["info", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prior"]["image_size"] == [16, 16] and report["prior"]["intensity_range"] == [0.0, 255.0]
+    samples = tmp_path / "samples.tif"
+    assert main(["sample", "--model", str(out), "--count", "3", "--steps", "5", "--device", "cpu", "--out", str(samples), "--grid", str(tmp_path / "g.png")]) == 0
+    images = tifffile.imread(samples)
+    assert images.shape == (3, 16, 16) and images.min() >= 0 and images.max() <= 255
+    assert (tmp_path / "g.png").is_file()
+    assert main(["sample", "--model", str(out), "--count", "3", "--steps", "5", "--out", str(samples)]) == 1
+    assert "pass --overwrite" in capsys.readouterr().err
+
+
+def test_train_refuses_occupied_output_then_resumes(tmp_path, stack_file, capsys):
+    out = tmp_path / "prior"
+    assert main(_train_args(stack_file, out)) == 0
+    weights = (out / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert main(_train_args(stack_file, out, "--seed", "3")) == 1
+    assert "already holds training output" in capsys.readouterr().err
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+    args = _train_args(stack_file, out, "--resume")
+    args[args.index("--steps") + 1] = "6"
+    assert main(args) == 0
+    assert load_prior(out, device="cpu").metadata.training["steps"] == 6
+
+
+def test_train_from_npz_key(tmp_path, disc_images):
+    np.savez(tmp_path / "d.npz", train_images=disc_images, labels=np.zeros(len(disc_images)))
+    assert main(_train_args(f"{tmp_path / 'd.npz'}:train_images", tmp_path / "p", "--max-images", "10")) == 0
+    assert "10 images" in load_prior(tmp_path / "p", device="cpu").metadata.training_data
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [("missing.tif", "no such file"), ("nan.tif", "NaN or infinite"), ("empty.tif", "empty")],
+)
+def test_train_bad_data_is_one_clear_error(tmp_path, capsys, data, message):
+    tifffile.imwrite(tmp_path / "nan.tif", np.full((3, 8, 8), np.nan, np.float32))
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 8, 8), np.float32))
+    assert main(_train_args(tmp_path / data, tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("napari-klip: error:") and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_info_on_missing_prior(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope")]) == 1
+    assert "the folder does not exist" in capsys.readouterr().err

@@ -1,0 +1,158 @@
+"""Training: loss goes down, seeded runs repeat, resume continues exactly, cancel saves, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_klip.core.data import ImageDataError
+from napari_klip.core.prior import load_prior
+from napari_klip.core.training import (
+    CHECKPOINT_FILE,
+    LOG_FILE,
+    TrainingCancelled,
+    TrainingConfig,
+    iter_training,
+    train_prior,
+)
+
+
+def _config(**overrides) -> TrainingConfig:
+    settings = dict(image_size=16, network="tiny", steps=6, batch_size=8, warmup_steps=1, learning_rate=1e-3,
+                    checkpoint_every=3, log_every=2, device="cpu", seed=0)
+    settings.update(overrides)
+    return TrainingConfig(**settings)
+
+
+def _weights(folder) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in load_prior(folder, device="cpu").unet.state_dict().items()}
+
+
+def test_training_writes_a_loadable_prior_and_log(tmp_path, disc_images):
+    before = disc_images.copy()
+    updates = []
+    result = train_prior(disc_images, tmp_path / "p", _config(), progress=updates.append)
+    assert [u.step for u in updates] == list(range(1, 7))
+    assert np.array_equal(disc_images, before)
+    prior = load_prior(tmp_path / "p", device="cpu")
+    assert prior.image_size == (16, 16) and prior.metadata.intensity_range == (0.0, 255.0)
+    assert prior.metadata.training["steps"] == 6
+    log = json.loads((tmp_path / "p" / LOG_FILE).read_text())
+    assert log["finished"] is True and [h["step"] for h in log["history"]] == [2, 4, 6]
+    assert result.final_loss == log["history"][-1]["loss"]
+    assert (tmp_path / "p" / CHECKPOINT_FILE).is_file()
+
+
+@pytest.mark.slow
+def test_loss_decreases(tmp_path, disc_images):
+    """60 steps on discs take the epsilon-MSE from ~1 (untrained) well down; a broken loop stays near 1."""
+    updates = []
+    result = train_prior(
+        disc_images, tmp_path / "p", _config(steps=60, log_every=10, checkpoint_every=100, ema_decay=0.0), progress=updates.append
+    )
+    first = np.mean([u.loss for u in updates[:3]])
+    last = result.history[-1]["loss"]
+    assert first > 0.5, first
+    assert last < 0.5 * first, (first, last)
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path, disc_images):
+    train_prior(disc_images, tmp_path / "a", _config())
+    train_prior(disc_images, tmp_path / "b", _config())
+    train_prior(disc_images, tmp_path / "c", _config(seed=1))
+    a, b, c = _weights(tmp_path / "a"), _weights(tmp_path / "b"), _weights(tmp_path / "c")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_continues_exactly(tmp_path, disc_images):
+    train_prior(disc_images, tmp_path / "straight", _config(steps=6))
+    train_prior(disc_images, tmp_path / "split", _config(steps=3))
+    result = train_prior(disc_images, tmp_path / "split", _config(steps=6), resume=True)
+    assert result.steps_done == 6
+    straight, split = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert all(torch.allclose(straight[k], split[k], atol=1e-6) for k in straight)
+
+
+def test_cancel_saves_a_resumable_checkpoint(tmp_path, disc_images):
+    seen = []
+    with pytest.raises(TrainingCancelled, match="cancelled at step 2"):
+        train_prior(disc_images, tmp_path / "p", _config(steps=50), progress=seen.append, should_cancel=lambda: len(seen) >= 2)
+    state = torch.load(tmp_path / "p" / CHECKPOINT_FILE, weights_only=False)
+    assert state["step"] == 2
+    log = json.loads((tmp_path / "p" / LOG_FILE).read_text())
+    assert log["cancelled"] is True and log["finished"] is False
+    result = train_prior(disc_images, tmp_path / "p", _config(steps=4), resume=True)
+    assert result.steps_done == 4
+
+
+def test_closing_the_generator_saves_a_checkpoint(tmp_path, disc_images):
+    steps = iter_training(disc_images, tmp_path / "p", _config(steps=50))
+    next(steps)
+    next(steps)
+    steps.close()
+    assert torch.load(tmp_path / "p" / CHECKPOINT_FILE, weights_only=False)["step"] == 2
+
+
+def test_existing_output_is_not_overwritten_without_flag(tmp_path, disc_images):
+    train_prior(disc_images, tmp_path / "p", _config(steps=2))
+    weights = tmp_path / "p" / "unet" / "diffusion_pytorch_model.safetensors"
+    before = weights.read_bytes()
+    (tmp_path / "p" / "my_notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="already holds training output"):
+        train_prior(disc_images, tmp_path / "p", _config(steps=2, seed=5))
+    assert weights.read_bytes() == before
+    train_prior(disc_images, tmp_path / "p", _config(steps=2, seed=5), overwrite=True)
+    assert weights.read_bytes() != before
+    assert (tmp_path / "p" / "my_notes.txt").read_text() == "keep me"
+
+
+def test_resume_without_checkpoint_and_with_other_network(tmp_path, disc_images):
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        train_prior(disc_images, tmp_path / "none", _config(), resume=True)
+    train_prior(disc_images, tmp_path / "p", _config(steps=2))
+    with pytest.raises(ValueError, match="network='tiny'"):
+        train_prior(disc_images, tmp_path / "p", _config(steps=4, network="small"), resume=True)
+
+
+@pytest.mark.parametrize(
+    ("images", "error", "message"),
+    [
+        (np.zeros((0, 16, 16), np.uint8), ImageDataError, "empty"),
+        (np.full((4, 16, 16), np.nan), ImageDataError, "NaN"),
+        (np.zeros((16, 16, 16, 16, 2)), ImageDataError, "expected an image"),
+        (np.full((4, 16, 16), 3.0), ImageDataError, "constant"),
+    ],
+)
+def test_bad_images_fail_before_anything_is_written(tmp_path, images, error, message):
+    with pytest.raises(error, match=message):
+        train_prior(images, tmp_path / "out", _config())
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"steps": 0}, "steps must be a positive integer"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"size_mode": "stretch"}, "size_mode"),
+        ({"image_size": 18}, "multiple of 4"),
+    ],
+)
+def test_bad_settings(tmp_path, disc_images, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        train_prior(disc_images, tmp_path / "out", _config(**overrides))
+    assert not (tmp_path / "out").exists()
+
+
+def test_random_crop_mode(tmp_path):
+    images = np.random.default_rng(0).integers(0, 255, size=(8, 24, 20), dtype=np.uint8)
+    train_prior(images, tmp_path / "p", _config(size_mode="random-crop", steps=2))
+    assert load_prior(tmp_path / "p", device="cpu").image_size == (16, 16)
+    with pytest.raises(ValueError, match="random 32"):
+        train_prior(images, tmp_path / "q", _config(size_mode="random-crop", image_size=32))
