@@ -1,0 +1,24 @@
+"""KLIP: localized distribution-shift detection from the guidance energy of posterior sampling.
+
+``sampler`` runs DDPM posterior sampling with measurement guidance and records the normalised
+guidance energy per step and pixel (the trace); ``scores`` turns a trace into block score maps,
+heatmaps and image scores for any time window and block size, without sampling again.
+"""
+
+from .sampler import GUIDANCE_MODES, KlipConfig, KlipProgress, KlipTrace, iter_klip_sampling, measurement_to_model_range, run_klip
+from .scores import block_score_map, default_block_size, default_window, heatmap_from_blocks, image_score
+
+__all__ = [
+    "GUIDANCE_MODES",
+    "KlipConfig",
+    "KlipProgress",
+    "KlipTrace",
+    "block_score_map",
+    "default_block_size",
+    "default_window",
+    "heatmap_from_blocks",
+    "image_score",
+    "iter_klip_sampling",
+    "measurement_to_model_range",
+    "run_klip",
+]

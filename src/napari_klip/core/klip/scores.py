@@ -1,0 +1,76 @@
+"""From a KLIP energy trace to block score maps, heatmaps and image scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The paper's score window as fractions of the sampling run: steps [65, 85) of 100.
+DEFAULT_WINDOW_FRACTION = (0.65, 0.85)
+
+
+def default_window(num_steps: int) -> tuple[int, int]:
+    """The paper's window ``[65, 85)`` of 100 steps, scaled to ``num_steps``."""
+    start = int(round(DEFAULT_WINDOW_FRACTION[0] * num_steps))
+    stop = max(start + 1, int(round(DEFAULT_WINDOW_FRACTION[1] * num_steps)))
+    return start, min(stop, num_steps)
+
+
+def default_block_size(image_size: tuple[int, int]) -> int:
+    """A block size giving about a 16 × 16 grid (the paper: block 32 at 512²), at least 1.
+
+    The result divides both sides of the image.
+    """
+    height, width = image_size
+    block = max(1, min(height, width) // 16)
+    while height % block or width % block:
+        block -= 1
+    return block
+
+
+def _check_window(window: tuple[int, int], steps_available: int) -> tuple[int, int]:
+    start, stop = (int(v) for v in window)
+    if not 0 <= start < stop <= steps_available:
+        raise ValueError(
+            f"window [{start}, {stop}) is not inside the {steps_available} recorded steps; "
+            f"use 0 <= start < stop <= {steps_available}"
+        )
+    return start, stop
+
+
+def block_score_map(energy: np.ndarray, block_size: int, window: tuple[int, int]) -> np.ndarray:
+    """KLIP score of every non-overlapping block: mean energy over the window, summed over the block.
+
+    Parameters
+    ----------
+    energy : numpy.ndarray
+        ``(K, H, W)`` trace (per step and pixel, mean over samples, sum over channels).
+    block_size : int
+        Side ``b`` of the square blocks; must divide ``H`` and ``W``.
+    window : tuple of int
+        Steps ``[start, stop)`` to average over.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H / b, W / b)`` float64 block scores.
+    """
+    energy = np.asarray(energy)
+    if energy.ndim != 3:
+        raise ValueError(f"energy must be a (K, H, W) trace, got shape {energy.shape}")
+    start, stop = _check_window(window, energy.shape[0])
+    height, width = energy.shape[1:]
+    if not isinstance(block_size, (int, np.integer)) or block_size < 1 or height % block_size or width % block_size:
+        raise ValueError(f"block_size must be a positive integer dividing the image size {height}×{width}, got {block_size!r}")
+    mean_energy = energy[start:stop].astype(np.float64).mean(axis=0)
+    rows, cols = height // block_size, width // block_size
+    return mean_energy.reshape(rows, block_size, cols, block_size).sum(axis=(1, 3))
+
+
+def heatmap_from_blocks(score_map: np.ndarray, block_size: int) -> np.ndarray:
+    """Spread block scores over their pixels (an image-sized heatmap, float32)."""
+    return np.kron(score_map, np.ones((block_size, block_size))).astype(np.float32)
+
+
+def image_score(score_map: np.ndarray) -> float:
+    """The whole-image score of the paper: the maximum block score."""
+    return float(np.max(score_map))
