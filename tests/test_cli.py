@@ -15,7 +15,7 @@ from napari_klip.core.prior import load_prior
 @pytest.fixture
 def stack_file(tmp_path, disc_images):
     path = tmp_path / "discs.tif"
-    tifffile.imwrite(path, disc_images)
+    tifffile.imwrite(path, disc_images, photometric="minisblack")
     return path
 
 
@@ -66,8 +66,8 @@ def test_train_from_npz_key(tmp_path, disc_images):
     [("missing.tif", "no such file"), ("nan.tif", "NaN or infinite"), ("empty.tif", "empty")],
 )
 def test_train_bad_data_is_one_clear_error(tmp_path, capsys, data, message):
-    tifffile.imwrite(tmp_path / "nan.tif", np.full((3, 8, 8), np.nan, np.float32))
-    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 8, 8), np.float32))
+    tifffile.imwrite(tmp_path / "nan.tif", np.full((3, 8, 8), np.nan, np.float32), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 8, 8), np.float32), photometric="minisblack")
     assert main(_train_args(tmp_path / data, tmp_path / "out")) == 1
     err = capsys.readouterr().err
     assert err.startswith("napari-klip: error:") and message in err

@@ -65,6 +65,33 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sample.set_defaults(handler=_run_sample)
 
+    from .cli_score import add_klip_options, run_evaluate, run_score
+
+    score = commands.add_parser(
+        "score",
+        help="KLIP: anomaly heatmap, labels and score of an image, stack or measurement",
+        description="Simulate a measurement of each image (or take a measured one) and score it with KLIP. "
+        "Intensities are read in the units of the prior's intensity_range (napari-klip info MODEL shows it).",
+    )
+    score.add_argument("--input", type=Path, help="image or stack (TIFF, PNG, folder, FILE.npz:KEY)")
+    score.add_argument("--measurement", type=Path, help="measured sinogram/image (or stack of them) to ingest instead of simulating")
+    add_klip_options(score)
+    score.set_defaults(handler=run_score)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="KLIP ROC-AUC on ID vs OOD images (dataset level; image level with pixel labels)",
+        description="Score ID and OOD stacks; dataset-level ROC-AUC of the image scores (max over blocks) and, "
+        "with --ood-labels, the image-level ROC-AUC of block scores inside the body, averaged over images.",
+    )
+    evaluate.add_argument("--id", required=True, type=Path, help="in-distribution images")
+    evaluate.add_argument("--ood", required=True, type=Path, help="out-of-distribution images")
+    evaluate.add_argument("--ood-labels", type=Path, help="pixel masks of the anomalies (same shape as --ood)")
+    evaluate.add_argument("--body-masks", type=Path, help="body/foreground masks for the image-level ROC (same shape as --ood)")
+    evaluate.add_argument("--auto-body-mask", action="store_true", help="compute body masks by Otsu thresholding")
+    add_klip_options(evaluate)
+    evaluate.set_defaults(handler=run_evaluate)
+
     info = commands.add_parser("info", help="describe a prior folder and the devices available")
     info.add_argument("model", type=Path, nargs="?", help="prior folder")
     info.set_defaults(handler=_run_info)

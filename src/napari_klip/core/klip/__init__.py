@@ -6,11 +6,13 @@ heatmaps and image scores for any time window and block size, without sampling a
 """
 
 from .sampler import GUIDANCE_MODES, KlipConfig, KlipProgress, KlipTrace, iter_klip_sampling, measurement_to_model_range, run_klip
-from .scores import block_score_map, default_block_size, default_window, heatmap_from_blocks, image_score
+from .scores import THRESHOLD_RULES, block_score_map, default_block_size, default_window, heatmap_from_blocks, image_score, threshold_blocks
 
 __all__ = [
     "GUIDANCE_MODES",
     "KlipConfig",
+    "THRESHOLD_RULES",
+    "threshold_blocks",
     "KlipProgress",
     "KlipTrace",
     "block_score_map",

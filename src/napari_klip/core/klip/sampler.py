@@ -142,9 +142,15 @@ def measurement_to_model_range(prior: DiffusionPrior, operator: Operator, measur
     -------
     torch.Tensor
         The same measurement in model units (a new tensor).
+
+    Raises
+    ------
+    ShapeMismatchError
+        If the measurement does not fit the operator for the prior's image size.
     """
     import torch
 
+    operator.check_measurement(measurement, prior.image_size)
     low, high = prior.metadata.intensity_range
     scale = 2.0 / (high - low)
     offset = -2.0 * low / (high - low) - 1.0

@@ -74,3 +74,46 @@ def heatmap_from_blocks(score_map: np.ndarray, block_size: int) -> np.ndarray:
 def image_score(score_map: np.ndarray) -> float:
     """The whole-image score of the paper: the maximum block score."""
     return float(np.max(score_map))
+
+
+THRESHOLD_RULES = ("median-multiple", "percentile", "value")
+
+
+def threshold_blocks(score_map: np.ndarray, rule: str = "median-multiple:3") -> tuple[np.ndarray, float]:
+    """Flag blocks whose score exceeds a threshold.
+
+    Parameters
+    ----------
+    score_map : numpy.ndarray
+        Block scores.
+    rule : str
+        ``"median-multiple:K"`` (score > K × median of the map; the default, K = 3, flags
+        nothing on a flat map), ``"percentile:P"`` (score > the P-th percentile of the map) or
+        ``"value:V"`` (score > V, e.g. a value calibrated on a few ID images).
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool
+        Flagged blocks.
+    threshold : float
+        The threshold used.
+    """
+    name, _, argument = str(rule).partition(":")
+    if name not in THRESHOLD_RULES or not argument:
+        raise ValueError(f"threshold rule must be one of {', '.join(r + ':NUMBER' for r in THRESHOLD_RULES)}, got {rule!r}")
+    try:
+        number = float(argument)
+    except ValueError as error:
+        raise ValueError(f"threshold rule {rule!r}: {argument!r} is not a number") from error
+    if not np.isfinite(number):
+        raise ValueError(f"threshold rule {rule!r}: the number must be finite")
+    scores = np.asarray(score_map, dtype=np.float64)
+    if name == "median-multiple":
+        threshold = number * float(np.median(scores))
+    elif name == "percentile":
+        if not 0 <= number <= 100:
+            raise ValueError(f"threshold rule {rule!r}: a percentile must be in [0, 100]")
+        threshold = float(np.percentile(scores, number))
+    else:
+        threshold = number
+    return scores > threshold, threshold

@@ -1,0 +1,365 @@
+"""Plain functions over numpy arrays: score an image or a measurement with KLIP.
+
+Example
+-------
+>>> from napari_klip.api import score_image                     # doctest: +SKIP
+>>> result = score_image(ct_slice, prior="organ_prior", operator="ct",
+...                      operator_params={"n_views": 24}, seed=0)
+>>> result.score, result.heatmap.shape                          # doctest: +SKIP
+>>> coarser = result.rescore(block_size=4, window=(60, 90))     # no new sampling
+
+Inputs are never modified. Images whose size differs from the prior's are resized to it (linear
+interpolation) for scoring, and every image-space output is resized back to the input's shape
+(heatmap linearly, labels by nearest neighbour).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .core.klip import KlipConfig, KlipProgress, KlipTrace
+    from .core.operators import Operator
+    from .core.prior import DiffusionPrior
+
+DEFAULT_THRESHOLD = "median-multiple:3"
+
+
+@dataclass
+class KlipResult:
+    """The KLIP analysis of one image.
+
+    Attributes
+    ----------
+    score : float
+        Whole-image score: the maximum block score.
+    score_map : numpy.ndarray
+        Block scores on the prior's grid, ``(H_prior / b, W_prior / b)``.
+    heatmap : numpy.ndarray
+        Block scores spread over the input's pixels, shaped like the input (float32).
+    labels : numpy.ndarray
+        ``uint8`` mask shaped like the input: 1 on flagged blocks.
+    threshold_value : float
+        The block-score threshold the labels used.
+    reconstruction, reconstruction_std : numpy.ndarray
+        Posterior mean and per-pixel standard deviation, in the input's intensity units and shape.
+    trace : KlipTrace
+        The per-step energy (enough to recompute any window and block size).
+    block_size : int
+    window : tuple of int
+    threshold : str
+    parameters : dict
+        Operator, sampler settings, prior, noise level, input shape, device — for result files.
+    """
+
+    score: float
+    score_map: np.ndarray
+    heatmap: np.ndarray
+    labels: np.ndarray
+    threshold_value: float
+    reconstruction: np.ndarray
+    reconstruction_std: np.ndarray
+    trace: "KlipTrace"
+    block_size: int
+    window: tuple[int, int]
+    threshold: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def rescore(self, block_size: int | None = None, window: tuple[int, int] | None = None, threshold: str | None = None) -> "KlipResult":
+        """Recompute maps, score and labels for another block size, window or threshold — no sampling.
+
+        Returns
+        -------
+        KlipResult
+            A new result; this one is unchanged.
+        """
+        maps = _maps(
+            self.trace,
+            tuple(self.heatmap.shape),
+            self.block_size if block_size is None else block_size,
+            self.window if window is None else window,
+            self.threshold if threshold is None else threshold,
+        )
+        return replace(self, **maps)
+
+
+def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "auto") -> "DiffusionPrior":
+    """Accept a loaded prior or a folder path; ``None`` is an error until a default prior is bundled."""
+    from .core.prior import DiffusionPrior, load_prior
+
+    if isinstance(prior, DiffusionPrior):
+        return prior
+    if prior is None:
+        raise ValueError("no prior given: pass a prior folder (napari-klip train makes one); a bundled default is planned (#6)")
+    return load_prior(prior, device=device)
+
+
+def build_operator(operator: "Operator | str", image_size: tuple[int, int], params: dict[str, Any] | None = None) -> "Operator":
+    """An operator instance for images of ``image_size``: pass one through, or build it by name.
+
+    ``"ct"`` gets ``image_size`` filled in; ``"inpaint"`` needs ``params["mask"]``.
+    """
+    from .core.operators import Operator, make_operator
+
+    if isinstance(operator, Operator):
+        return operator
+    params = dict(params or {})
+    if operator == "ct":
+        params.setdefault("image_size", image_size)
+    if operator == "inpaint" and "mask" not in params:
+        raise ValueError("the inpaint operator needs a mask of known pixels: operator_params={'mask': array}")
+    return make_operator(operator, **params)
+
+
+def _check_image(image: Any, channels: int) -> np.ndarray:
+    from .core.data import ImageDataError, check_image_stack
+
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == channels and channels > 1:
+        stack = check_image_stack(array[None], name="image")
+    elif array.ndim == 2:
+        stack = check_image_stack(array, name="image")
+    else:
+        expected = "(H, W)" if channels == 1 else f"(H, W, {channels})"
+        raise ImageDataError(f"image: expected one image shaped {expected} for a {channels}-channel prior, got shape {array.shape}")
+    return stack[0]
+
+
+def _to_prior_grid(image: np.ndarray, prior: "DiffusionPrior") -> np.ndarray:
+    """``(C, H_prior, W_prior)`` float32 in model units."""
+    from skimage.transform import resize
+
+    data = image.astype(np.float32)
+    data = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
+    if data.shape[-2:] != tuple(prior.image_size):
+        data = resize(data, (data.shape[0], *prior.image_size), order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
+    return prior.to_model_range(data)
+
+
+def _to_input_grid(array: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:
+    from skimage.transform import resize
+
+    if array.shape == shape:
+        return array
+    return resize(array, shape, order=order, anti_aliasing=False, preserve_range=True).astype(array.dtype)
+
+
+def _maps(trace: "KlipTrace", input_hw: tuple[int, int], block_size: int, window: tuple[int, int], threshold: str) -> dict[str, Any]:
+    from .core.klip import block_score_map, heatmap_from_blocks, image_score, threshold_blocks
+
+    score_map = block_score_map(trace.energy, block_size, window)
+    flagged, threshold_value = threshold_blocks(score_map, threshold)
+    heatmap = _to_input_grid(heatmap_from_blocks(score_map, block_size), input_hw, order=1)
+    labels = _to_input_grid(heatmap_from_blocks(flagged.astype(np.float32), block_size), input_hw, order=0)
+    return {
+        "score": image_score(score_map),
+        "score_map": score_map,
+        "heatmap": heatmap,
+        "labels": (labels > 0.5).astype(np.uint8),
+        "threshold_value": threshold_value,
+        "block_size": int(block_size),
+        "window": (int(window[0]), int(window[1])),
+        "threshold": threshold,
+    }
+
+
+def _check_scoring(prior: "DiffusionPrior", config: "KlipConfig", block_size: int, window: tuple[int, int], threshold: str) -> None:
+    """Fail before sampling on a block size, window or threshold rule that scoring would reject."""
+    from .core.klip import block_score_map, threshold_blocks
+
+    steps = config.stop_after_step or config.num_steps
+    block_score_map(np.zeros((steps, *prior.image_size), np.float32), block_size, window)
+    threshold_blocks(np.zeros(1), threshold)
+
+
+def _finish(
+    prior: "DiffusionPrior",
+    operator: "Operator",
+    measurement_model: Any,
+    input_shape: tuple[int, ...],
+    config: "KlipConfig",
+    block_size: int | None,
+    window: tuple[int, int] | None,
+    threshold: str,
+    extra: dict[str, Any],
+    progress: "Callable[[KlipProgress], None] | None",
+    should_cancel: Callable[[], bool] | None,
+) -> "KlipResult | None":
+    from .core.klip import default_block_size, default_window, run_klip
+
+    block_size = default_block_size(prior.image_size) if block_size is None else block_size
+    window = default_window(config.num_steps) if window is None else window
+    _check_scoring(prior, config, block_size, window, threshold)
+    trace = run_klip(prior, operator, measurement_model, config, progress=progress, should_cancel=should_cancel)
+    if trace is None:
+        return None
+    input_hw = tuple(input_shape[:2])
+    reconstruction = prior.from_model_range(trace.reconstruction)
+    spread = trace.reconstruction_std * (prior.metadata.intensity_range[1] - prior.metadata.intensity_range[0]) / 2.0
+    reshape = (lambda a: a[0]) if prior.channels == 1 else (lambda a: np.moveaxis(a, 0, -1))
+    reconstruction = _to_input_grid(reshape(reconstruction), tuple(input_shape), order=1)
+    spread = _to_input_grid(reshape(spread).astype(np.float32), tuple(input_shape), order=1)
+    parameters = {
+        "operator": operator.describe(),
+        "sampler": asdict(config),
+        "prior": str(prior.path) if prior.path else None,
+        "prior_image_size": list(prior.image_size),
+        "input_shape": list(input_shape),
+        "device": str(prior.device),
+        "network_calls": trace.network_calls,
+        "wall_time_s": round(trace.wall_time_s, 3),
+        **extra,
+    }
+    return KlipResult(
+        reconstruction=reconstruction,
+        reconstruction_std=spread,
+        trace=trace,
+        parameters=parameters,
+        **_maps(trace, input_hw, block_size, window, threshold),
+    )
+
+
+def score_image(
+    image: Any,
+    prior: "DiffusionPrior | str | Path | None" = None,
+    operator: "Operator | str" = "ct",
+    operator_params: dict[str, Any] | None = None,
+    noise_sigma: float = 0.0,
+    config: "KlipConfig | None" = None,
+    block_size: int | None = None,
+    window: tuple[int, int] | None = None,
+    threshold: str = DEFAULT_THRESHOLD,
+    device: str = "auto",
+    progress: "Callable[[KlipProgress], None] | None" = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> "KlipResult | None":
+    """Simulate a measurement of ``image`` and score it with KLIP.
+
+    Parameters
+    ----------
+    image : array-like
+        One ``(H, W)`` grey image (or ``(H, W, C)`` for a colour prior) in the prior's
+        intensity units (``prior.metadata.intensity_range``).
+    prior : DiffusionPrior, str or Path
+        A loaded prior or a prior folder.
+    operator : Operator or {"ct", "blur", "inpaint", "denoise", "downsample"}
+        The forward model; by name it is built for the prior's image size with ``operator_params``.
+    operator_params : dict, optional
+        E.g. ``{"n_views": 24}`` for CT, ``{"kernel_size": 9, "sigma": 2}`` for blur.
+    noise_sigma : float
+        Measurement noise, in the measurement's intensity units; seeded by ``config.seed``.
+    config : KlipConfig, optional
+        Sampler settings (samples, steps, ζ0, σ_y, guidance, seed).
+    block_size : int, optional
+        Block side on the prior's grid; default :func:`~napari_klip.core.klip.default_block_size`.
+    window : tuple of int, optional
+        Step window ``[start, stop)``; default the paper's ``[65, 85)`` of 100, scaled.
+    threshold : str
+        Label rule (see :func:`~napari_klip.core.klip.threshold_blocks`).
+    device : str
+        Where to load a prior given as a path.
+    progress, should_cancel : callable, optional
+        Progress callback per step; cancel check (returns ``None`` when cancelled).
+
+    Returns
+    -------
+    KlipResult or None
+    """
+    import torch
+
+    from .core.klip import KlipConfig, measurement_to_model_range
+
+    prior = resolve_prior(prior, device)
+    config = config or KlipConfig()
+    array = _check_image(image, prior.channels)
+    op = build_operator(operator, prior.image_size, operator_params)
+    model_image = torch.from_numpy(_to_prior_grid(array, prior))[None]
+    intensity_image = prior.from_model_range(model_image)
+    measurement = op.simulate(intensity_image.double(), noise_sigma=noise_sigma, seed=config.seed).float()
+    measurement_model = measurement_to_model_range(prior, op, measurement)
+    return _finish(
+        prior, op, measurement_model, array.shape, config, block_size, window, threshold,
+        {"noise_sigma": noise_sigma, "measurement": "simulated"}, progress, should_cancel,
+    )
+
+
+def score_measurement(
+    measurement: Any,
+    operator: "Operator",
+    prior: "DiffusionPrior | str | Path | None" = None,
+    config: "KlipConfig | None" = None,
+    block_size: int | None = None,
+    window: tuple[int, int] | None = None,
+    threshold: str = DEFAULT_THRESHOLD,
+    device: str = "auto",
+    output_shape: tuple[int, int] | None = None,
+    progress: "Callable[[KlipProgress], None] | None" = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> "KlipResult | None":
+    """Score a given (e.g. measured) measurement with KLIP.
+
+    Parameters
+    ----------
+    measurement : array-like
+        One measurement, shaped like ``operator``'s output for one grey image (e.g. a sinogram
+        ``(n_views, n_detectors)``), in the intensity units of the prior's metadata (the
+        measurement of an image in those units).
+    operator : Operator
+        Built for the prior's image size (e.g. ``SparseViewCT(prior.image_size, angles=...)``).
+    output_shape : tuple of int, optional
+        Shape of the image-space outputs; the prior's image size by default.
+    prior, config, block_size, window, threshold, device, progress, should_cancel
+        As for :func:`score_image`.
+
+    Returns
+    -------
+    KlipResult or None
+    """
+    import torch
+
+    from .core.klip import KlipConfig, measurement_to_model_range
+
+    prior = resolve_prior(prior, device)
+    config = config or KlipConfig()
+    array = np.asarray(measurement)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)) or array.dtype == bool:
+        raise TypeError(f"measurement must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"measurement must be one 2-D array (e.g. a sinogram), got shape {array.shape}")
+    tensor = torch.from_numpy(array.astype(np.float32))[None, None]
+    measurement_model = measurement_to_model_range(prior, operator, tensor)
+    shape = tuple(output_shape) if output_shape is not None else tuple(prior.image_size)
+    return _finish(
+        prior, operator, measurement_model, shape, config, block_size, window, threshold,
+        {"measurement": "given"}, progress, should_cancel,
+    )
+
+
+def score_stack(images: Any, **kwargs: Any):
+    """Score every slice of an ``(N, H, W)`` stack with :func:`score_image`, yielding results in order.
+
+    Parameters
+    ----------
+    images : array-like
+        A stack; a single ``(H, W)`` image is treated as a stack of one.
+    **kwargs
+        Passed to :func:`score_image` (``prior`` may be a path: it is loaded once). A
+        ``config.seed`` of ``s`` scores slice ``i`` with seed ``s + i``.
+
+    Yields
+    ------
+    KlipResult
+    """
+    from .core.klip import KlipConfig
+
+    stack = np.asarray(images)
+    stack = stack[None] if stack.ndim == 2 else stack
+    kwargs["prior"] = resolve_prior(kwargs.get("prior"), kwargs.get("device", "auto"))
+    base = kwargs.pop("config", None) or KlipConfig()
+    for index, image in enumerate(stack):
+        yield score_image(image, config=replace(base, seed=base.seed + index), **kwargs)
