@@ -339,27 +339,3 @@ def score_measurement(
         {"measurement": "given"}, progress, should_cancel,
     )
 
-
-def score_stack(images: Any, **kwargs: Any):
-    """Score every slice of an ``(N, H, W)`` stack with :func:`score_image`, yielding results in order.
-
-    Parameters
-    ----------
-    images : array-like
-        A stack; a single ``(H, W)`` image is treated as a stack of one.
-    **kwargs
-        Passed to :func:`score_image` (``prior`` may be a path: it is loaded once). A
-        ``config.seed`` of ``s`` scores slice ``i`` with seed ``s + i``.
-
-    Yields
-    ------
-    KlipResult
-    """
-    from .core.klip import KlipConfig
-
-    stack = np.asarray(images)
-    stack = stack[None] if stack.ndim == 2 else stack
-    kwargs["prior"] = resolve_prior(kwargs.get("prior"), kwargs.get("device", "auto"))
-    base = kwargs.pop("config", None) or KlipConfig()
-    for index, image in enumerate(stack):
-        yield score_image(image, config=replace(base, seed=base.seed + index), **kwargs)

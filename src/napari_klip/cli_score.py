@@ -86,19 +86,32 @@ def _progress_bar(total: int, description: str):
     return tqdm(total=total, desc=description, unit="step", disable=None)
 
 
-def _score_all(stack: np.ndarray, args: argparse.Namespace, prior, description: str) -> list:
-    from .api import score_stack
+def _map_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"block_size": args.block_size, "window": tuple(args.window) if args.window else None, "threshold": args.threshold}
+
+
+def _score_each(items: np.ndarray, args: argparse.Namespace, description: str, score_one) -> list:
+    """Score ``items`` one by one (slice ``i`` with seed ``seed + i``) behind one progress bar."""
+    from dataclasses import replace
+
+    results = []
+    with _progress_bar(len(items) * args.steps, description) as bar:
+        for index, item in enumerate(items):
+            config = replace(_config(args), seed=args.seed + index)
+            results.append(score_one(item, config, lambda update: bar.update(1)))
+    return results
+
+
+def _score_images(stack: np.ndarray, args: argparse.Namespace, prior, description: str) -> list:
+    from .api import score_image
 
     operator = _operator(args, prior.image_size)
-    results = []
-    with _progress_bar(len(stack) * args.steps, description) as bar:
-        for result in score_stack(
-            stack, prior=prior, operator=operator, noise_sigma=args.noise_sigma, config=_config(args),
-            block_size=args.block_size, window=tuple(args.window) if args.window else None,
-            threshold=args.threshold, progress=lambda update: bar.update(1),
-        ):
-            results.append(result)
-    return results
+    return _score_each(
+        stack, args, description,
+        lambda image, config, progress: score_image(
+            image, prior=prior, operator=operator, noise_sigma=args.noise_sigma, config=config, progress=progress, **_map_options(args)
+        ),
+    )
 
 
 def _write_tiff(path: Path, array: np.ndarray) -> None:
@@ -121,27 +134,20 @@ def run_score(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     prior = resolve_prior(args.model, args.device)
     if args.measurement is not None:
-        measurements = _read_stack(args.measurement, "--measurement")
         operator = _operator(args, prior.image_size)
         shape = tuple(_read_stack(args.input, "--input").shape[1:]) if args.input else tuple(prior.image_size)
-        results = []
-        with _progress_bar(len(measurements) * args.steps, "scoring") as bar:
-            for index, measurement in enumerate(measurements):
-                config = _config(args)
-                config.seed += index
-                results.append(
-                    score_measurement(
-                        measurement, operator, prior=prior, config=config, block_size=args.block_size,
-                        window=tuple(args.window) if args.window else None, threshold=args.threshold,
-                        output_shape=shape, progress=lambda update: bar.update(1),
-                    )
-                )
+        results = _score_each(
+            _read_stack(args.measurement, "--measurement"), args, "scoring",
+            lambda measurement, config, progress: score_measurement(
+                measurement, operator, prior=prior, config=config, output_shape=shape, progress=progress, **_map_options(args)
+            ),
+        )
     else:
-        results = _score_all(_read_stack(args.input, "--input"), args, prior, "scoring")
-    squeeze = (lambda a: a[0]) if len(results) == 1 and args.input and _read_stack(args.input, "--input").shape[0] == 1 else (lambda a: a)
-    _write_tiff(args.out / "heatmap.tif", squeeze(np.stack([r.heatmap for r in results])).astype(np.float32))
-    _write_tiff(args.out / "labels.tif", squeeze(np.stack([r.labels for r in results])))
-    _write_tiff(args.out / "reconstruction.tif", squeeze(np.stack([r.reconstruction for r in results])).astype(np.float32))
+        results = _score_images(_read_stack(args.input, "--input"), args, prior, "scoring")
+    as_written = (lambda arrays: arrays[0]) if len(results) == 1 else np.stack
+    _write_tiff(args.out / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
+    _write_tiff(args.out / "labels.tif", as_written([r.labels for r in results]))
+    _write_tiff(args.out / "reconstruction.tif", as_written([r.reconstruction for r in results]).astype(np.float32))
     np.savez_compressed(
         args.out / "trace.npz",
         energy=np.stack([r.trace.energy for r in results]),
@@ -181,8 +187,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _prepare_out(args.out, EVALUATE_OUTPUTS, args.overwrite)
     start = time.perf_counter()
     prior = resolve_prior(args.model, args.device)
-    id_results = _score_all(id_stack, args, prior, "ID images")
-    ood_results = _score_all(ood_stack, args, prior, "OOD images")
+    id_results = _score_images(id_stack, args, prior, "ID images")
+    ood_results = _score_images(ood_stack, args, prior, "OOD images")
     id_scores, ood_scores = [r.score for r in id_results], [r.score for r in ood_results]
     metrics: dict[str, Any] = {
         "dataset_level_auc": dataset_roc_auc(id_scores, ood_scores),

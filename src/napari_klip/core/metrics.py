@@ -92,7 +92,7 @@ def image_level_roc_auc(score_maps, pixel_labels, block_size: int, body_masks=No
     if len(score_maps) != len(pixel_labels) or (body_masks is not None and len(body_masks) != len(score_maps)):
         raise ValueError("score_maps, pixel_labels (and body_masks) must have one entry per image")
     per_image = []
-    for index, (scores, label) in enumerate(zip(score_maps, pixel_labels)):
+    for index, (scores, label) in enumerate(zip(score_maps, pixel_labels, strict=True)):
         block_positive = _blocks(label, block_size) > 0
         if block_positive.shape != np.shape(scores):
             raise ValueError(f"image {index}: score map {np.shape(scores)} does not match the label blocks {block_positive.shape}")

@@ -169,14 +169,14 @@ class _EMA:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         with torch.no_grad():
-            for shadow, param in zip(self.shadow, parameters):
+            for shadow, param in zip(self.shadow, parameters, strict=True):
                 shadow.lerp_(param.detach(), 1.0 - decay)
 
     def state_dict(self) -> dict[str, Any]:
         return {"shadow": self.shadow, "updates": self.updates, "decay": self.decay}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for shadow, saved in zip(self.shadow, state["shadow"]):
+        for shadow, saved in zip(self.shadow, state["shadow"], strict=True):
             shadow.copy_(saved)
         self.updates = int(state["updates"])
 
@@ -404,7 +404,7 @@ def _export_unet(trained: Any, ema: _EMA | None) -> Any:
     export = copy.deepcopy(trained).to("cpu").eval()
     if ema is not None:
         with torch.no_grad():
-            for param, shadow in zip([p for p in export.parameters() if p.requires_grad], ema.shadow):
+            for param, shadow in zip([p for p in export.parameters() if p.requires_grad], ema.shadow, strict=True):
                 param.copy_(shadow.cpu())
     return export
 
@@ -450,14 +450,10 @@ def train_prior(
     -------
     TrainingResult
     """
+    from .progress import drive
+
     steps = iter_training(images, out_dir, config, resume=resume, overwrite=overwrite)
-    while True:
-        try:
-            update = next(steps)
-        except StopIteration as finished:
-            return finished.value
-        if progress is not None:
-            progress(update)
-        if should_cancel is not None and should_cancel():
-            steps.close()
-            raise TrainingCancelled(f"training cancelled at step {update.step}; resume from '{out_dir}'")
+    finished, result, last = drive(steps, progress, should_cancel)
+    if not finished:
+        raise TrainingCancelled(f"training cancelled at step {last.step}; resume from '{out_dir}'")
+    return result

@@ -271,14 +271,7 @@ def run_klip(
     should_cancel: Callable[[], bool] | None = None,
 ) -> KlipTrace | None:
     """Run :func:`iter_klip_sampling` to the end; returns ``None`` if ``should_cancel`` stopped it."""
-    steps = iter_klip_sampling(prior, operator, measurement, config)
-    while True:
-        try:
-            update = next(steps)
-        except StopIteration as finished:
-            return finished.value
-        if progress is not None:
-            progress(update)
-        if should_cancel is not None and should_cancel():
-            steps.close()
-            return None
+    from ..progress import drive
+
+    _, trace, _ = drive(iter_klip_sampling(prior, operator, measurement, config), progress, should_cancel)
+    return trace
