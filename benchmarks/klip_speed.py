@@ -53,7 +53,7 @@ Usage
 -----
 ::
 
-    .venv/bin/python benchmarks/klip_speed.py --device cpu --repeats 2
+    .venv/bin/python benchmarks/klip_speed.py --device cpu --repeats 2 --threads 1   # ct32; 1 thread on a busy CPU
     .venv/bin/python benchmarks/klip_speed.py --device cuda --repeats 3          # ct32 and celeba256
     .venv/bin/python benchmarks/klip_speed.py --device cpu --configs celeba256 --allow-slow --steps 3 --repeats 1
 
@@ -536,10 +536,13 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown_table(results))
         print()
         print(
-            "stored trace: bytes of the arrays each variant keeps (ref K·S·C·H·W·4, ours K·H·W·4; checked against nbytes). "
-            "host peak: tracemalloc peak of one run (Python/numpy heap only; torch's CPU tensors, ours' (K, H, W) "
-            "buffer on the CPU included, are invisible to it). CUDA peak: max_memory_allocated minus the allocation "
-            "before the run. Times: median wall time of a whole run."
+            "Times: median wall time of a whole run. Stored trace: bytes of the arrays each variant keeps "
+            "(ref K·S·C·H·W·4, ours K·H·W·4; checked against their nbytes). Host peak: tracemalloc peak of one run "
+            "above its start = the Python/numpy heap only. It sees the reference's numpy store and its temporaries "
+            "(U**2, the channel sum); it does not see torch tensors, so ours' column holds only Python objects "
+            "(ours keeps no numpy array while sampling; its (K, H, W) buffer is a torch tensor, also on the CPU) and "
+            "the host-peak ratio reads 'host store of the reference vs. none'. CUDA peak: max_memory_allocated "
+            "during the run minus the memory allocated before it."
         )
 
 
