@@ -199,7 +199,10 @@ def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> bool:
 
     for name in existing:
         target = out_dir / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     return False
 
