@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "id_slices": [{"index": r["index"], "organ": ORGAN_NAMES[r["organ"]]} for r in bench["id"]],
             "ood_slices": [{"index": r["index"], "organ": ORGAN_NAMES[r["organ"]], "lesion_seed": r["lesion"]["seed"],
                             "star_seed": r["star"]["seed"], "lesion_area": a, "star_area": s}
-                           for r, a, s in zip(bench["ood"], lesion_area, star_area)],
+                           for r, a, s in zip(bench["ood"], lesion_area, star_area, strict=True)],
             "skipped_slices": bench["skipped"],
             "prior": str(args.model), "prior_parameters": prior.num_parameters, "prior_image_size": [height, width],
             "operators": {n: traces[n]["params"] for n in args.operators}, "noise_sigma": args.noise_sigma,
