@@ -119,11 +119,6 @@ class KlipTrace:
     network_calls: int = 0
     wall_time_s: float = 0.0
 
-    @property
-    def num_steps(self) -> int:
-        """The number of steps the sampling schedule has (not only those run)."""
-        return int(self.config.get("num_steps", self.energy.shape[0]))
-
 
 def measurement_to_model_range(prior: DiffusionPrior, operator: Operator, measurement: Any) -> Any:
     """Express a measurement of an image in intensity units as one of the image in model units.
