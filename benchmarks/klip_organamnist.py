@@ -30,7 +30,7 @@ Examples
 --------
 The reported CPU run (2-core machine, one torch thread), from the project root::
 
-    .venv/bin/python benchmarks/klip_organamnist.py --model priors/organamnist32-tiny-cpu \\
+    .venv/bin/python benchmarks/klip_organamnist.py --model src/napari_klip/data/priors/organamnist32-tiny-cpu \\
         --n-id 32 --n-ood 32 --samples 4 --steps 50 --threads 1 --seed 0 \\
         --out benchmarks/results/klip_organamnist.json
 
@@ -61,7 +61,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "organamnist.npz"
-DEFAULT_MODEL = ROOT / "priors" / "organamnist32-tiny-cpu"
+DEFAULT_MODEL = ROOT / "src" / "napari_klip" / "data" / "priors" / "organamnist32-tiny-cpu"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "klip_organamnist.json"
 
 #: MedMNIST OrganAMNIST label names, by organ id.

@@ -67,8 +67,6 @@ def test_bad_inputs(prior, image):
         score_image(np.zeros((2, 16, 16)), prior=prior, config=FAST)
     with pytest.raises(ImageDataError, match="NaN"):
         score_image(np.full((16, 16), np.nan), prior=prior, config=FAST)
-    with pytest.raises(ValueError, match="no prior given"):
-        score_image(image, prior=None)
     with pytest.raises(PriorLoadError, match="does not exist"):
         score_image(image, prior="/no/such/prior")
     with pytest.raises(ValueError, match="needs a mask"):
@@ -79,3 +77,14 @@ def test_bad_inputs(prior, image):
         score_image(image, prior=prior, config=FAST, block_size=3)
     with pytest.raises(ValueError, match="one 2-D array"):
         score_measurement(np.zeros((1, 6, 23)), SparseViewCT(16, 6), prior=prior, config=FAST)
+
+
+def test_default_prior_is_bundled_and_loads():
+    from napari_klip.api import default_prior_path, resolve_prior
+
+    folder = default_prior_path()
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = resolve_prior(None, device="cpu")
+    assert loaded.path == folder
+    assert loaded.image_size == (32, 32) and loaded.channels == 1
+    assert loaded.metadata.intensity_range == (0.0, 255.0)

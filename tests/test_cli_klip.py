@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,8 +72,6 @@ def test_score_errors(tmp_path, model, capsys):
     assert "give --input" in capsys.readouterr().err
     assert main(["score", "--input", str(tmp_path / "missing.tif"), *FAST, "--out", str(tmp_path / "o")]) == 1
     tifffile.imwrite(tmp_path / "x.tif", np.zeros((16, 16), np.uint8), photometric="minisblack")
-    assert main(["score", "--input", str(tmp_path / "x.tif"), *FAST, "--out", str(tmp_path / "o")]) == 1
-    assert "no prior given" in capsys.readouterr().err
     assert main(["score", "--model", str(model), "--input", str(tmp_path / "x.tif"), "--operator", "inpaint", *FAST, "--out", str(tmp_path / "o")]) == 1
     assert "needs --mask" in capsys.readouterr().err
     assert main(["score", "--model", str(model), "--input", str(tmp_path / "x.tif"), "--window", "5", "9", *FAST, "--out", str(tmp_path / "o")]) == 1
@@ -101,3 +100,11 @@ def test_evaluate_writes_metrics_and_roc(tmp_path, model, disc_images, capsys):
     assert main([*args[:-1], str(tmp_path / "eval2")]) == 1
     assert "--ood-labels has shape" in capsys.readouterr().err
     assert not (tmp_path / "eval2").exists()
+
+
+def test_score_without_model_uses_the_bundled_prior(tmp_path):
+    tifffile.imwrite(tmp_path / "x.tif", np.full((32, 32), 90, np.uint8), photometric="minisblack")
+    out = tmp_path / "o"
+    assert main(["score", "--input", str(tmp_path / "x.tif"), "--operator", "denoise", *FAST, "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert Path(result["parameters"]["prior"]).name == "organamnist32-tiny-cpu"

@@ -1,4 +1,4 @@
-"""Plain functions over numpy arrays: score an image or a measurement with KLIP.
+"""Plain functions over numpy arrays: score an image or a measurement with KLIP, images with LMD.
 
 Example
 -------
@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .core.klip import KlipConfig, KlipProgress, KlipTrace
     from .core.operators import Operator
     from .core.prior import DiffusionPrior
+
+from ._grid import check_image, to_input_grid, to_prior_grid
+from .api_lmd import LmdResult, lmd_score, lmd_score_stack
 
 DEFAULT_THRESHOLD = "median-multiple:3"
 
@@ -88,15 +91,37 @@ class KlipResult:
         return replace(self, **maps)
 
 
+DEFAULT_PRIOR_NAME = "organamnist32-tiny-cpu"
+
+
+def default_prior_path() -> Path:
+    """Folder of the prior bundled with the package (used when no prior is given).
+
+    It is ``organamnist32-tiny-cpu``: a 1.1 M-parameter UNet trained by ``napari-klip train`` on
+    the OrganAMNIST train split (abdominal CT crops, 32×32); see ``docs/priors.md``.
+    """
+    return Path(__file__).parent / "data" / "priors" / DEFAULT_PRIOR_NAME
+
+
 def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "auto") -> "DiffusionPrior":
-    """Accept a loaded prior or a folder path; ``None`` is an error until a default prior is bundled."""
+    """Accept a loaded prior or a folder path; ``None`` loads the bundled default prior.
+
+    Parameters
+    ----------
+    prior : DiffusionPrior, str, Path or None
+        A loaded prior (returned as is), a prior folder, or ``None`` for :func:`default_prior_path`.
+    device : str
+        ``auto``, ``cuda``, ``mps`` or ``cpu``, for priors given as paths.
+
+    Returns
+    -------
+    DiffusionPrior
+    """
     from .core.prior import DiffusionPrior, load_prior
 
     if isinstance(prior, DiffusionPrior):
         return prior
-    if prior is None:
-        raise ValueError("no prior given: pass a prior folder (napari-klip train makes one); a bundled default is planned (#6)")
-    return load_prior(prior, device=device)
+    return load_prior(default_prior_path() if prior is None else prior, device=device)
 
 
 def build_operator(operator: "Operator | str", image_size: tuple[int, int], params: dict[str, Any] | None = None) -> "Operator":
@@ -116,46 +141,13 @@ def build_operator(operator: "Operator | str", image_size: tuple[int, int], para
     return make_operator(operator, **params)
 
 
-def _check_image(image: Any, channels: int) -> np.ndarray:
-    from .core.data import ImageDataError, check_image_stack
-
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] == channels and channels > 1:
-        stack = check_image_stack(array[None], name="image")
-    elif array.ndim == 2:
-        stack = check_image_stack(array, name="image")
-    else:
-        expected = "(H, W)" if channels == 1 else f"(H, W, {channels})"
-        raise ImageDataError(f"image: expected one image shaped {expected} for a {channels}-channel prior, got shape {array.shape}")
-    return stack[0]
-
-
-def _to_prior_grid(image: np.ndarray, prior: "DiffusionPrior") -> np.ndarray:
-    """``(C, H_prior, W_prior)`` float32 in model units."""
-    from skimage.transform import resize
-
-    data = image.astype(np.float32)
-    data = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
-    if data.shape[-2:] != tuple(prior.image_size):
-        data = resize(data, (data.shape[0], *prior.image_size), order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
-    return prior.to_model_range(data)
-
-
-def _to_input_grid(array: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:
-    from skimage.transform import resize
-
-    if array.shape == shape:
-        return array
-    return resize(array, shape, order=order, anti_aliasing=False, preserve_range=True).astype(array.dtype)
-
-
 def _maps(trace: "KlipTrace", input_hw: tuple[int, int], block_size: int, window: tuple[int, int], threshold: str) -> dict[str, Any]:
     from .core.klip import block_score_map, heatmap_from_blocks, image_score, threshold_blocks
 
     score_map = block_score_map(trace.energy, block_size, window)
     flagged, threshold_value = threshold_blocks(score_map, threshold)
-    heatmap = _to_input_grid(heatmap_from_blocks(score_map, block_size), input_hw, order=1)
-    labels = _to_input_grid(heatmap_from_blocks(flagged.astype(np.float32), block_size), input_hw, order=0)
+    heatmap = to_input_grid(heatmap_from_blocks(score_map, block_size), input_hw, order=1)
+    labels = to_input_grid(heatmap_from_blocks(flagged.astype(np.float32), block_size), input_hw, order=0)
     return {
         "score": image_score(score_map),
         "score_map": score_map,
@@ -202,8 +194,8 @@ def _finish(
     reconstruction = prior.from_model_range(trace.reconstruction)
     spread = trace.reconstruction_std * (prior.metadata.intensity_range[1] - prior.metadata.intensity_range[0]) / 2.0
     reshape = (lambda a: a[0]) if prior.channels == 1 else (lambda a: np.moveaxis(a, 0, -1))
-    reconstruction = _to_input_grid(reshape(reconstruction), tuple(input_shape), order=1)
-    spread = _to_input_grid(reshape(spread).astype(np.float32), tuple(input_shape), order=1)
+    reconstruction = to_input_grid(reshape(reconstruction), tuple(input_shape), order=1)
+    spread = to_input_grid(reshape(spread).astype(np.float32), tuple(input_shape), order=1)
     parameters = {
         "operator": operator.describe(),
         "sampler": asdict(config),
@@ -276,9 +268,9 @@ def score_image(
 
     prior = resolve_prior(prior, device)
     config = config or KlipConfig()
-    array = _check_image(image, prior.channels)
+    array = check_image(image, prior.channels)
     op = build_operator(operator, prior.image_size, operator_params)
-    model_image = torch.from_numpy(_to_prior_grid(array, prior))[None]
+    model_image = torch.from_numpy(to_prior_grid(array, prior))[None]
     intensity_image = prior.from_model_range(model_image)
     measurement = op.simulate(intensity_image.double(), noise_sigma=noise_sigma, seed=config.seed).float()
     measurement_model = measurement_to_model_range(prior, op, measurement)

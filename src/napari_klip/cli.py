@@ -65,7 +65,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sample.set_defaults(handler=_run_sample)
 
-    from .cli_score import add_klip_options, run_evaluate, run_score
+    from .cli_lmd import add_lmd_options, run_lmd
+    from .cli_score import add_common_options, add_klip_options, run_evaluate, run_score
 
     score = commands.add_parser(
         "score",
@@ -75,21 +76,38 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--input", type=Path, help="image or stack (TIFF, PNG, folder, FILE.npz:KEY)")
     score.add_argument("--measurement", type=Path, help="measured sinogram/image (or stack of them) to ingest instead of simulating")
+    add_common_options(score)
     add_klip_options(score)
     score.set_defaults(handler=run_score)
 
+    lmd = commands.add_parser(
+        "lmd",
+        help="LMD: out-of-distribution score, distance heatmap and reconstructions of an image or stack",
+        description="Mask each image (alternating checkerboard by default), inpaint it with the prior several times, and "
+        "score the median LPIPS/SSIM/MSE/prior-feature distance to the original. Intensities are read in the units of the "
+        "prior's intensity_range (napari-klip info MODEL shows it).",
+    )
+    lmd.add_argument("--input", required=True, type=Path, help="image or stack (TIFF, PNG, folder, FILE.npz:KEY)")
+    add_common_options(lmd)
+    add_lmd_options(lmd)
+    lmd.set_defaults(handler=run_lmd)
+
     evaluate = commands.add_parser(
         "evaluate",
-        help="KLIP ROC-AUC on ID vs OOD images (dataset level; image level with pixel labels)",
-        description="Score ID and OOD stacks; dataset-level ROC-AUC of the image scores (max over blocks) and, "
-        "with --ood-labels, the image-level ROC-AUC of block scores inside the body, averaged over images.",
+        help="KLIP or LMD ROC-AUC on ID vs OOD images (dataset level; image level with pixel labels)",
+        description="Score ID and OOD stacks; dataset-level ROC-AUC of the image scores (KLIP: max over blocks; LMD: the "
+        "aggregated distance) and, with --ood-labels, the image-level ROC-AUC of block (KLIP) or pixel (LMD heatmap) "
+        "scores inside the body, averaged over images.",
     )
     evaluate.add_argument("--id", required=True, type=Path, help="in-distribution images")
     evaluate.add_argument("--ood", required=True, type=Path, help="out-of-distribution images")
     evaluate.add_argument("--ood-labels", type=Path, help="pixel masks of the anomalies (same shape as --ood)")
     evaluate.add_argument("--body-masks", type=Path, help="body/foreground masks for the image-level ROC (same shape as --ood)")
     evaluate.add_argument("--auto-body-mask", action="store_true", help="compute body masks by Otsu thresholding")
+    evaluate.add_argument("--method", choices=("klip", "lmd"), default="klip", help="detector (default klip)")
+    add_common_options(evaluate)
     add_klip_options(evaluate)
+    add_lmd_options(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
     info = commands.add_parser("info", help="describe a prior folder and the devices available")

@@ -1,4 +1,4 @@
-"""``napari-klip score`` and ``napari-klip evaluate``: KLIP over TIFF stacks from the command line."""
+"""``napari-klip score`` and ``napari-klip evaluate``: KLIP (and LMD evaluation) over TIFF stacks from the command line."""
 
 from __future__ import annotations
 
@@ -13,9 +13,18 @@ import numpy as np
 OPERATOR_NAMES = ("ct", "blur", "inpaint", "denoise", "downsample")
 
 
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Options every scoring command has: prior, steps, seed, device, output."""
+    parser.add_argument("--model", type=Path, help="prior folder (default: the bundled OrganAMNIST CT prior)")
+    parser.add_argument("--steps", type=int, default=100, help="sampling steps, respaced over the prior's schedule (default 100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
 def add_klip_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``score`` and ``evaluate``: prior, operator, sampler, maps, output."""
-    parser.add_argument("--model", type=Path, help="prior folder (required until a default prior is bundled)")
+    """KLIP's options (shared by ``score`` and ``evaluate``): operator, sampler, maps."""
     parser.add_argument("--operator", choices=OPERATOR_NAMES, default="ct", help="forward model (default ct)")
     parser.add_argument("--n-views", type=int, default=24, help="ct: equally spaced angles over [0, 180) (default 24)")
     parser.add_argument("--angles", type=float, nargs="+", help="ct: projection angles in degrees (overrides --n-views)")
@@ -25,17 +34,12 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", type=Path, help="inpaint: TIFF of known pixels (non-zero = known), prior-sized")
     parser.add_argument("--noise-sigma", type=float, default=0.0, help="simulated measurement noise (intensity units)")
     parser.add_argument("--samples", type=int, default=8, help="posterior samples per image (default 8)")
-    parser.add_argument("--steps", type=int, default=100, help="sampling steps (default 100)")
     parser.add_argument("--zeta", type=float, default=0.3, help="guidance step size zeta0 (default 0.3)")
     parser.add_argument("--sigma-y", type=float, default=1.0)
     parser.add_argument("--guidance", choices=("jacobian-free", "dps"), default="jacobian-free")
     parser.add_argument("--block-size", type=int, help="block side on the prior's grid (default: ~16x16 blocks)")
     parser.add_argument("--window", type=int, nargs=2, metavar=("START", "STOP"), help="step window (default: [65, 85) of 100, scaled)")
     parser.add_argument("--threshold", default="median-multiple:3", help="label rule: median-multiple:K | percentile:P | value:V")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def _config(args: argparse.Namespace):
@@ -153,26 +157,34 @@ def run_score(args: argparse.Namespace) -> int:
         energy=np.stack([r.trace.energy for r in results]),
         timesteps=results[0].trace.timesteps,
     )
+    write_result_json(
+        args.out, results, start, "KLIP",
+        block_size=results[0].block_size,
+        window=list(results[0].window),
+        threshold=results[0].threshold,
+        threshold_values=[r.threshold_value for r in results],
+    )
+    return 0
+
+
+def write_result_json(out: Path, results: list, start: float, method: str, **specific: Any) -> None:
+    """Write ``result.json`` (scores, method-specific fields, parameters, time) and say where outputs went."""
     summary = {
         "scores": [r.score for r in results],
-        "block_size": results[0].block_size,
-        "window": list(results[0].window),
-        "threshold": results[0].threshold,
-        "threshold_values": [r.threshold_value for r in results],
+        **specific,
         "parameters": results[0].parameters,
         "slices": len(results),
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
-    (args.out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"scored {len(results)} image(s); max score {max(summary['scores']):.4g}; outputs in {args.out}")
-    return 0
+    (out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"{method} scored {len(results)} image(s); max score {max(summary['scores']):.4g}; outputs in {out}")
 
 
 EVALUATE_OUTPUTS = ("metrics.json", "roc.png")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """``napari-klip evaluate``: dataset- and image-level ROC-AUC of KLIP on ID vs OOD stacks."""
+    """``napari-klip evaluate``: dataset- and image-level ROC-AUC of KLIP or LMD on ID vs OOD stacks."""
     from .api import resolve_prior
     from .core.anomalies import foreground_mask
     from .core.metrics import dataset_roc_auc, dataset_roc_curve, image_level_roc_auc
@@ -187,10 +199,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     _prepare_out(args.out, EVALUATE_OUTPUTS, args.overwrite)
     start = time.perf_counter()
     prior = resolve_prior(args.model, args.device)
-    id_results = _score_images(id_stack, args, prior, "ID images")
-    ood_results = _score_images(ood_stack, args, prior, "OOD images")
+    if args.method == "lmd":
+        from .cli_lmd import score_stack
+
+        id_results, ood_results = score_stack(id_stack, args, prior, "ID images"), score_stack(ood_stack, args, prior, "OOD images")
+        # LMD's heatmap is per pixel on the input's grid: pixel "blocks" of side 1.
+        score_maps, block, on_grid = [r.heatmap for r in ood_results], 1, (lambda masks: list(masks))
+        map_settings: dict[str, Any] = {}
+    else:
+        id_results, ood_results = _score_images(id_stack, args, prior, "ID images"), _score_images(ood_stack, args, prior, "OOD images")
+        score_maps, block = [r.score_map for r in ood_results], ood_results[0].block_size
+        on_grid = lambda masks: [_to_prior_grid_mask(mask, prior.image_size) for mask in masks]  # noqa: E731
+        map_settings = {"block_size": block, "window": list(ood_results[0].window)}
     id_scores, ood_scores = [r.score for r in id_results], [r.score for r in ood_results]
     metrics: dict[str, Any] = {
+        "method": args.method,
         "dataset_level_auc": dataset_roc_auc(id_scores, ood_scores),
         "id_images": len(id_results),
         "ood_images": len(ood_results),
@@ -198,18 +221,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "ood_scores": ood_scores,
     }
     if labels is not None:
-        block = ood_results[0].block_size
         if bodies is None and args.auto_body_mask:
             bodies = np.stack([foreground_mask(image) for image in ood_stack])
-        on_grid = lambda masks: [_to_prior_grid_mask(mask, prior.image_size) for mask in masks]  # noqa: E731
-        level = image_level_roc_auc(
-            [r.score_map for r in ood_results], on_grid(labels), block, None if bodies is None else on_grid(bodies)
-        )
+        level = image_level_roc_auc(score_maps, on_grid(labels), block, None if bodies is None else on_grid(bodies))
         metrics.update(image_level_auc=level.mean_auc, image_level_per_image=level.per_image, image_level_images_used=level.images_used)
-    metrics.update(parameters=ood_results[0].parameters, block_size=ood_results[0].block_size, window=list(ood_results[0].window), wall_time_s=round(time.perf_counter() - start, 2))
+    metrics.update(parameters=ood_results[0].parameters, **map_settings, wall_time_s=round(time.perf_counter() - start, 2))
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-    _roc_png(args.out / "roc.png", *dataset_roc_curve(id_scores, ood_scores), metrics["dataset_level_auc"])
-    message = f"dataset-level ROC-AUC {metrics['dataset_level_auc']:.3f}"
+    _roc_png(args.out / "roc.png", *dataset_roc_curve(id_scores, ood_scores), metrics["dataset_level_auc"], args.method.upper())
+    message = f"{args.method.upper()} dataset-level ROC-AUC {metrics['dataset_level_auc']:.3f}"
     if "image_level_auc" in metrics:
         message += f", image-level ROC-AUC {metrics['image_level_auc']:.3f}"
     print(f"{message}; outputs in {args.out}")
@@ -225,14 +244,14 @@ def _to_prior_grid_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize(mask.astype(np.float32), size, order=0, anti_aliasing=False) > 0.5
 
 
-def _roc_png(path: Path, fpr: np.ndarray, tpr: np.ndarray, auc: float) -> None:
+def _roc_png(path: Path, fpr: np.ndarray, tpr: np.ndarray, auc: float, method: str = "KLIP") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
-    axes.plot(fpr, tpr, label=f"KLIP (AUC {auc:.3f})")
+    axes.plot(fpr, tpr, label=f"{method} (AUC {auc:.3f})")
     axes.plot([0, 1], [0, 1], "--", color="grey", label="chance")
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")
