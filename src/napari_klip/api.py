@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from ._grid import check_image, to_input_grid, to_prior_grid
 from .api_lmd import LmdResult, lmd_score, lmd_score_stack
+from .layers import add_layer_data, add_to_viewer, klip_layer_data, layer_data, lmd_layer_data
 
 DEFAULT_THRESHOLD = "median-multiple:3"
 
@@ -117,6 +118,9 @@ def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "au
     -------
     DiffusionPrior
     """
+    from ._llvm import avoid_triton_llvm_clash
+
+    avoid_triton_llvm_clash()  # a napari viewer opened before the first prior load would otherwise crash on Mesa OpenGL
     from .core.prior import DiffusionPrior, load_prior
 
     if isinstance(prior, DiffusionPrior):
