@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (or reuse) .venv and run the main job: KLIP localizes lesions in 8 real CT slices
+# Set up (or reuse) .venv and run the main job: KLIP scores 8 real CT slices with inserted lesions
 # (bundled OrganAMNIST sample) from simulated sparse-view CT, with the bundled prior, offline.
 # Writes outputs/demo/demo.png and outputs/demo/result.json. Extra arguments go to
 # `napari-klip demo` (e.g. --device cuda, --gui to open napari instead; --gui needs

@@ -38,3 +38,11 @@ def disc_images() -> np.ndarray:
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2) < radius**2
         images.append((disc * rng.uniform(150, 250) + rng.normal(0, 5, (16, 16))).clip(0, 255).astype(np.uint8))
     return np.stack(images)
+
+
+@pytest.fixture(scope="module")
+def prior():
+    """A tiny grey prior with random weights on a 16×16 grid, intensities 0–255 (test files may override it)."""
+    from napari_klip.core.prior import create_prior
+
+    return create_prior(16, channels=1, network="tiny", intensity_range=(0.0, 255.0))

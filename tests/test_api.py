@@ -10,14 +10,9 @@ from napari_klip.api import build_operator, score_image, score_measurement
 from napari_klip.core.data import ImageDataError
 from napari_klip.core.klip import KlipConfig, block_score_map
 from napari_klip.core.operators import SparseViewCT
-from napari_klip.core.prior import PriorLoadError, create_prior
+from napari_klip.core.prior import PriorLoadError
 
 FAST = KlipConfig(num_samples=2, num_steps=8, seed=1)
-
-
-@pytest.fixture(scope="module")
-def prior():
-    return create_prior(16, channels=1, network="tiny", intensity_range=(0.0, 255.0))
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ def test_train_info_sample(tmp_path, stack_file, capsys):
     assert main(["sample", "--model", str(out), "--count", "3", "--steps", "5", "--device", "cpu", "--out", str(samples), "--grid", str(tmp_path / "g.png")]) == 0
     images = tifffile.imread(samples)
     assert images.shape == (3, 16, 16) and images.min() >= 0 and images.max() <= 255
+    with tifffile.TiffFile(samples) as tiff:  # three grey pages, not one RGB image
+        assert tiff.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
     assert (tmp_path / "g.png").is_file()
     assert main(["sample", "--model", str(out), "--count", "3", "--steps", "5", "--out", str(samples)]) == 1
     assert "pass --overwrite" in capsys.readouterr().err

@@ -10,15 +10,9 @@ import pytest
 from napari_klip._stacks import ResultStack, SliceSelection, stack_parts, stack_shape_of
 from napari_klip.api import score_image, score_measurement
 from napari_klip.core.klip import KlipConfig
-from napari_klip.core.prior import create_prior
 from napari_klip.measurements import MeasurementInfo, OperatorSettings, random_known_mask, simulate_measurement
 
 FAST = KlipConfig(num_samples=1, num_steps=3, seed=3)
-
-
-@pytest.fixture(scope="module")
-def prior():
-    return create_prior(16, channels=1, network="tiny", intensity_range=(0.0, 255.0))
 
 
 @pytest.fixture

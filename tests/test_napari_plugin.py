@@ -219,3 +219,12 @@ def test_closing_the_viewer_mid_run_stops_the_job_quietly(viewer, qtbot):
     viewer.close()
     qtbot.waitUntil(lambda: not widget.is_running, timeout=60_000)  # stopped after a step, no error raised
     assert widget.steps_done < 8 * 1000
+
+
+def test_demo_gui_opens_the_sample_with_the_klip_widget(viewer):
+    from napari_klip.demo import open_demo_viewer
+
+    widget = open_demo_viewer(viewer)
+    assert names(viewer) == ["CT slices with lesions", "lesion masks"]
+    assert viewer.layers["CT slices with lesions"].data.shape == (8, 28, 28)
+    assert widget.input.value is viewer.layers["CT slices with lesions"]

@@ -31,6 +31,24 @@ from ._grid import check_image, to_input_grid, to_prior_grid
 from .api_lmd import LmdResult, lmd_score, lmd_score_stack
 from .layers import add_layer_data, add_to_viewer, klip_layer_data, layer_data, lmd_layer_data
 
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "KlipResult",
+    "LmdResult",
+    "add_layer_data",
+    "add_to_viewer",
+    "build_operator",
+    "default_prior_path",
+    "klip_layer_data",
+    "layer_data",
+    "lmd_layer_data",
+    "lmd_score",
+    "lmd_score_stack",
+    "resolve_prior",
+    "score_image",
+    "score_measurement",
+]
+
 DEFAULT_THRESHOLD = "median-multiple:3"
 
 

@@ -112,7 +112,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="the demo: KLIP localizes lesions in real CT slices with the bundled prior (offline, ~1 min on a CPU)",
+        help="the demo: KLIP on real CT slices with inserted lesions, bundled prior (offline, ~1 min on a CPU)",
         description="Simulate sparse-view CT of 8 bundled OrganAMNIST CT slices with inserted lesions, score them with KLIP "
         "and the bundled prior, and write demo.png and result.json (localization ROC-AUC per slice). "
         "--gui opens napari with the sample loaded and the KLIP widget docked instead.",
@@ -200,7 +200,8 @@ def _run_sample(args: argparse.Namespace) -> int:
     with tqdm(total=args.steps, desc="sampling", unit="step", disable=None) as bar:
         images = sample_prior(prior, args.count, args.steps, args.seed, progress=lambda step, total: bar.update(1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(args.out, images)
+    colour = images.ndim == 4 and images.shape[-1] == 3
+    tifffile.imwrite(args.out, images, photometric="rgb" if colour else "minisblack")
     if args.grid is not None:
         import imageio.v3 as iio
 
