@@ -43,3 +43,12 @@ def to_input_grid(array: np.ndarray, shape: tuple[int, ...], order: int) -> np.n
     if array.shape == shape:
         return array
     return resize(array, shape, order=order, anti_aliasing=False, preserve_range=True).astype(array.dtype)
+
+
+def mask_to_prior_grid(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A pixel mask on the prior's grid (nearest neighbour), where the score maps live."""
+    from skimage.transform import resize
+
+    if mask.shape == tuple(size):
+        return mask.astype(bool)
+    return resize(mask.astype(np.float32), size, order=0, anti_aliasing=False) > 0.5

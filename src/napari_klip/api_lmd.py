@@ -101,9 +101,8 @@ def lmd_score_stack(
     import torch
 
     from .api import resolve_prior
-    from .core.lmd import LmdConfig, LmdProgress, iter_lmd_reconstructions, measure
+    from .core.lmd import LmdConfig, LmdProgress, run_lmd
     from .core.lmd.distances import make_distance
-    from .core.progress import drive
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -129,11 +128,11 @@ def lmd_score_stack(
             if progress is not None:
                 progress(LmdProgress(offset + update.step, update.total * len(batches), update.elapsed_s))
 
-        finished, reconstructions, last = drive(iter_lmd_reconstructions(prior, batch, config), report, should_cancel)
-        if not finished:
+        outcome = run_lmd(prior, batch, config, distance=distance, progress=report, should_cancel=should_cancel)
+        if outcome is None:
             return None
-        steps_done += last.total
-        scores = measure(distance, batch.to(prior.device), reconstructions, config.aggregate)
+        reconstructions, scores = outcome
+        steps_done += reconstructions.network_calls
         for index in range(batch.shape[0]):
             image = checked[len(results)]
             results.append(_result(prior, config, image, reconstructions, scores, index))

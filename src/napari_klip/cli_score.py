@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ._grid import mask_to_prior_grid
+
 OPERATOR_NAMES = ("ct", "blur", "inpaint", "denoise", "downsample")
 
 
@@ -209,7 +211,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         id_results, ood_results = _score_images(id_stack, args, prior, "ID images"), _score_images(ood_stack, args, prior, "OOD images")
         score_maps, block = [r.score_map for r in ood_results], ood_results[0].block_size
-        on_grid = lambda masks: [_to_prior_grid_mask(mask, prior.image_size) for mask in masks]  # noqa: E731
+        on_grid = lambda masks: [mask_to_prior_grid(mask, prior.image_size) for mask in masks]  # noqa: E731
         map_settings = {"block_size": block, "window": list(ood_results[0].window)}
     id_scores, ood_scores = [r.score for r in id_results], [r.score for r in ood_results]
     metrics: dict[str, Any] = {
@@ -233,15 +235,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         message += f", image-level ROC-AUC {metrics['image_level_auc']:.3f}"
     print(f"{message}; outputs in {args.out}")
     return 0
-
-
-def _to_prior_grid_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A pixel mask on the prior's grid (nearest neighbour), where the score maps live."""
-    from skimage.transform import resize
-
-    if mask.shape == tuple(size):
-        return mask.astype(bool)
-    return resize(mask.astype(np.float32), size, order=0, anti_aliasing=False) > 0.5
 
 
 def _roc_png(path: Path, fpr: np.ndarray, tpr: np.ndarray, auc: float, method: str = "KLIP") -> None:

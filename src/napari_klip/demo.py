@@ -65,6 +65,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     """
     from skimage.transform import resize
 
+    from ._grid import mask_to_prior_grid
     from .api import build_operator, resolve_prior, score_image
     from .core.anomalies import foreground_mask
     from .core.klip import KlipConfig
@@ -86,9 +87,8 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
         report = None if progress is None else (lambda update, index=index: progress(index * settings.num_steps + update.step, len(images) * settings.num_steps))
         results.append(score_image(image, operator=operator, prior=prior, config=config, progress=report))
 
-    on_grid = lambda mask: resize(mask.astype(np.float32), prior.image_size, order=0, anti_aliasing=False) > 0.5  # noqa: E731
     grid_images = [resize(image, prior.image_size, order=1, anti_aliasing=True, preserve_range=True) for image in images]
-    grid_masks, bodies = [on_grid(m) for m in masks], [foreground_mask(g) for g in grid_images]
+    grid_masks, bodies = [mask_to_prior_grid(m, prior.image_size) for m in masks], [foreground_mask(g) for g in grid_images]
     level = image_level_roc_auc([r.score_map for r in results], grid_masks, results[0].block_size, bodies)
     # The same protocol for a map that knows nothing but the distance to the image centre: lesions sit
     # inside the body, which is central, so this is the number KLIP has to beat.
