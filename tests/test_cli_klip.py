@@ -62,6 +62,12 @@ def test_score_ingests_a_measured_sinogram(tmp_path, model, stack):
     assert main(["score", "--model", str(model), "--measurement", str(tmp_path / "sino.tif"), "--angles", *angles, *FAST, "--out", str(out)]) == 0
     result = json.loads((out / "result.json").read_text())
     assert result["parameters"]["measurement"] == "given" and result["parameters"]["operator"]["angles"] == [0.0, 45.0, 90.0, 135.0]
+    consistent = tmp_path / "consistency"
+    assert main(["score", "--model", str(model), "--measurement", str(tmp_path / "sino.tif"), "--angles", *angles, *FAST,
+                 "--guidance", "consistency", "--consistency-weight", "0.5", "--out", str(consistent)]) == 0
+    config = json.loads((consistent / "result.json").read_text())["parameters"]["sampler"]
+    assert config["guidance"] == "consistency" and config["consistency_weight"] == 0.5
+    assert not np.array_equal(np.load(consistent / "trace.npz")["energy"], np.load(out / "trace.npz")["energy"])
     # wrong detector count: a clear error
     tifffile.imwrite(tmp_path / "bad.tif", sinogram[:, :-2], photometric="minisblack")
     assert main(["score", "--model", str(model), "--measurement", str(tmp_path / "bad.tif"), "--angles", *angles, *FAST, "--out", str(tmp_path / "o2")]) == 1
@@ -76,6 +82,10 @@ def test_score_errors(tmp_path, model, capsys):
     assert "needs --mask" in capsys.readouterr().err
     assert main(["score", "--model", str(model), "--input", str(tmp_path / "x.tif"), "--window", "5", "9", *FAST, "--out", str(tmp_path / "o")]) == 1
     assert "window [5, 9)" in capsys.readouterr().err
+    assert main(["score", "--model", str(model), "--input", str(tmp_path / "x.tif"), "--operator", "blur", "--guidance", "consistency",
+                 *FAST, "--out", str(tmp_path / "o")]) == 1
+    assert "'blur' has none" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_evaluate_writes_metrics_and_roc(tmp_path, model, disc_images, capsys):

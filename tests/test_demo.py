@@ -36,3 +36,10 @@ def test_demo_writes_figure_and_result(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(args) == 1  # outputs exist; no --overwrite
     assert main(["demo", "--out", str(tmp_path / "x"), "--slices", "9"]) == 1
+
+
+def test_demo_with_a_missing_model_fails_before_writing(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--model", str(tmp_path / "no-prior"), "--slices", "1", "--device", "cpu"]) == 1
+    assert "no-prior" in capsys.readouterr().err
+    assert not out.exists()

@@ -60,8 +60,12 @@ def _brute_force_updates(prior, operator, measurement, config):
                 x0 = (x - torch.sqrt(1 - abar[t]) * eps) / torch.sqrt(abar[t])
                 r = measurement - operator(x0)
                 direction = operator.adjoint(r) / config.sigma_y**2 / torch.sqrt(abar[t])
-        norms = torch.stack([r[s].norm() for s in range(config.num_samples)])
-        delta = config.zeta / norms.mean() * direction
+        if config.guidance == "consistency":
+            # move x̂0 by λ B r at fixed ε: x_t = √ᾱ x̂0 + √(1-ᾱ) ε moves by √ᾱ λ B r
+            delta = config.consistency_weight * torch.sqrt(abar[t]) * operator.approximate_inverse(r)
+        else:
+            norms = torch.stack([r[s].norm() for s in range(config.num_samples)])
+            delta = config.zeta / norms.mean() * direction
         x = x + delta
         updates.append((delta / torch.sqrt(beta)).detach().numpy())
         with torch.no_grad():
@@ -80,11 +84,11 @@ def _brute_force_block_scores(updates, block, window):
     return scores
 
 
-@pytest.mark.parametrize("guidance", ["jacobian-free", "dps"])
+@pytest.mark.parametrize("guidance", ["jacobian-free", "dps", "consistency"])
 def test_energy_trace_matches_brute_force(prior, truth, guidance):
     operator = SparseViewCT(16, n_views=6)
     measurement = operator(torch.from_numpy(prior.to_model_range(truth))[None, None])
-    config = KlipConfig(num_samples=3, num_steps=6, guidance=guidance, seed=11)
+    config = KlipConfig(num_samples=3, num_steps=6, guidance=guidance, consistency_weight=0.7, seed=11)
     trace = run_klip(prior, operator, measurement, config)
     updates, final = _brute_force_updates(prior, operator, measurement, config)
     expected_energy = (updates**2).sum(axis=2).mean(axis=1)
@@ -165,6 +169,8 @@ def test_bad_windows_and_blocks(window, block, message):
         (KlipConfig(sigma_y=0.0), "sigma_y"),
         (KlipConfig(guidance="full"), "guidance"),
         (KlipConfig(num_steps=10, stop_after_step=11), "stop_after_step"),
+        (KlipConfig(consistency_weight=float("nan")), "consistency_weight"),
+        (KlipConfig(guidance="consistency"), "'blur' has none"),
     ],
 )
 def test_bad_configs(prior, config, message):

@@ -133,6 +133,11 @@ def test_simulated_ct_measurement_is_scored_with_its_own_operator(viewer, qtbot)
     heatmap = viewer.layers["brain MRI ct measurement KLIP heatmap"]
     assert heatmap.data.shape == brain.data.shape  # image space, not measurement space
     assert tuple(heatmap.scale) == pytest.approx(tuple(brain.scale)) and [str(u) for u in heatmap.units] == ["millimeter"] * 3
+    jacobian_free = heatmap.data.copy()
+    klip.guidance.value = "consistency"  # filtered back-projection of the residual: another map, same layer
+    run_and_wait(qtbot, klip)
+    assert names(viewer).count("brain MRI ct measurement KLIP heatmap") == 1
+    assert not np.array_equal(viewer.layers["brain MRI ct measurement KLIP heatmap"].data, jacobian_free)
 
 
 def test_lmd_gives_a_heatmap_and_reconstructions(viewer, qtbot):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from skimage.data import shepp_logan_phantom
-from skimage.transform import radon, resize
+from skimage.transform import iradon, radon, resize
 
 from napari_klip.core.operators import (
     Downsample,
@@ -83,6 +83,48 @@ def test_ct_matches_skimage_radon_on_shepp_logan(size):
         correlation = np.corrcoef(ours.ravel(), reference.ravel())[0, 1]
         assert relative_error < tolerance, relative_error
         assert correlation > 1 - tolerance
+
+
+@pytest.mark.parametrize("size", [64, 100, 33])
+@pytest.mark.parametrize("n_views", [24, 180])
+def test_ct_approximate_inverse_matches_skimage_iradon(size, n_views):
+    """Filtered back-projection against skimage's ramp-filtered iradon (circle=False).
+
+    They differ only in how the back-projection interpolates (ours is the exact adjoint of the
+    bilinear forward map, skimage interpolates the filtered projection linearly at each pixel):
+    measured relative differences 1.1-1.6 % at 180 views and 2.8-4.1 % at 24 views.
+    """
+    phantom = resize(shepp_logan_phantom(), (size, size), anti_aliasing=True)
+    operator = SparseViewCT(size, n_views=n_views)
+    sinogram = operator(torch.from_numpy(phantom)[None, None])
+    kept = sinogram.clone()
+    ours = operator.approximate_inverse(sinogram)[0, 0].numpy()
+    reference = iradon(sinogram[0, 0].numpy().T, operator.angles_deg, circle=False, filter_name="ramp", output_size=size)
+    assert torch.equal(sinogram, kept)
+    assert np.linalg.norm(ours - reference) / np.linalg.norm(reference) < (0.025 if n_views == 180 else 0.05)
+    assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] > 0.998
+
+
+@pytest.mark.parametrize("case", ["identity", "inpaint", "downsample"])
+def test_approximate_inverse_is_the_moore_penrose_pseudo_inverse(case):
+    """A B A = A, B A B = B and (A B), (B A) symmetric, on random batches."""
+    operator = OPERATOR_CASES[case]()
+    generator = torch.Generator().manual_seed(3)
+    image = torch.randn(2, 1, 24, 20, generator=generator, dtype=torch.float64)
+    measurement = torch.randn(operator(image).shape, generator=generator, dtype=torch.float64)
+    inverse = operator.approximate_inverse
+    assert operator.has_approximate_inverse()
+    torch.testing.assert_close(operator(inverse(operator(image))), operator(image))
+    torch.testing.assert_close(inverse(operator(inverse(measurement))), inverse(measurement))
+    other = torch.randn(image.shape, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close((inverse(operator(image)) * other).sum(), (image * inverse(operator(other))).sum())
+
+
+def test_blur_has_no_approximate_inverse():
+    operator = GaussianBlur(kernel_size=5, sigma=1.0)
+    assert not operator.has_approximate_inverse()
+    with pytest.raises(NotImplementedError, match="blur: this operator has no approximate inverse"):
+        operator.approximate_inverse(torch.zeros(1, 1, 8, 8))
 
 
 def test_ct_detector_count_covers_the_diagonal():

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .cli_score import _prepare_out, _progress_bar, _read_stack, _write_tiff, write_result_json
+from .cli_score import _check_out, _progress_bar, _read_stack, _write_tiff, write_result_json
 
 LMD_OUTPUTS = ("heatmap.tif", "reconstructions.tif", "masks.tif", "result.json")
 
@@ -71,11 +71,12 @@ def run_lmd(args: argparse.Namespace) -> int:
     from .api import resolve_prior
 
     stack = _read_stack(args.input, "--input")
-    _prepare_out(args.out, LMD_OUTPUTS, args.overwrite)
+    _check_out(args.out, LMD_OUTPUTS, args.overwrite)
     start = time.perf_counter()
     prior = resolve_prior(args.model, args.device)
     results = score_stack(stack, args, prior, "LMD")
     as_written = (lambda arrays: arrays[0]) if len(results) == 1 else np.stack
+    args.out.mkdir(parents=True, exist_ok=True)
     _write_tiff(args.out / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
     _write_tiff(args.out / "reconstructions.tif", as_written([r.reconstructions for r in results]).astype(np.float32))
     _write_tiff(args.out / "masks.tif", results[0].masks.astype(np.uint8))

@@ -38,7 +38,12 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=8, help="posterior samples per image (default 8)")
     parser.add_argument("--zeta", type=float, default=0.3, help="guidance step size zeta0 (default 0.3)")
     parser.add_argument("--sigma-y", type=float, default=1.0)
-    parser.add_argument("--guidance", choices=("jacobian-free", "dps"), default="jacobian-free")
+    parser.add_argument("--guidance", choices=("jacobian-free", "dps", "consistency"), default="jacobian-free",
+                        help="guidance step: jacobian-free (the paper's DDPM sampler), dps (backpropagates through the "
+                        "network), consistency (moves x0 by the operator's approximate inverse of the residual, e.g. "
+                        "filtered back-projection for ct; not for blur). Default jacobian-free")
+    parser.add_argument("--consistency-weight", type=float, default=1.0,
+                        help="consistency guidance: fraction of the residual's approximate inverse added to x0 (default 1)")
     parser.add_argument("--block-size", type=int, help="block side on the prior's grid (default: ~16x16 blocks)")
     parser.add_argument("--window", type=int, nargs=2, metavar=("START", "STOP"), help="step window (default: [65, 85) of 100, scaled)")
     parser.add_argument("--threshold", default="median-multiple:3", help="label rule: median-multiple:K | percentile:P | value:V")
@@ -47,7 +52,8 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace):
     from .core.klip import KlipConfig
 
-    return KlipConfig(num_samples=args.samples, num_steps=args.steps, zeta=args.zeta, sigma_y=args.sigma_y, guidance=args.guidance, seed=args.seed)
+    return KlipConfig(num_samples=args.samples, num_steps=args.steps, zeta=args.zeta, sigma_y=args.sigma_y, guidance=args.guidance,
+                      consistency_weight=args.consistency_weight, seed=args.seed)
 
 
 def _operator(args: argparse.Namespace, image_size: tuple[int, int]):
@@ -70,11 +76,11 @@ def _operator(args: argparse.Namespace, image_size: tuple[int, int]):
     return build_operator(args.operator, image_size, params)
 
 
-def _prepare_out(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
+def _check_out(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
+    """Refuse to replace earlier outputs without ``--overwrite`` (the folder is made only when writing)."""
     existing = [name for name in names if (out / name).exists()]
     if existing and not overwrite:
         raise FileExistsError(f"'{out}' already holds {', '.join(existing)}; pass --overwrite to replace them")
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _read_stack(path: Path, what: str) -> np.ndarray:
@@ -136,7 +142,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     if args.input is None and args.measurement is None:
         raise ValueError("give --input (an image or stack) or --measurement (a measured sinogram/image)")
-    _prepare_out(args.out, SCORE_OUTPUTS, args.overwrite)
+    _check_out(args.out, SCORE_OUTPUTS, args.overwrite)
     start = time.perf_counter()
     prior = resolve_prior(args.model, args.device)
     if args.measurement is not None:
@@ -151,6 +157,7 @@ def run_score(args: argparse.Namespace) -> int:
     else:
         results = _score_images(_read_stack(args.input, "--input"), args, prior, "scoring")
     as_written = (lambda arrays: arrays[0]) if len(results) == 1 else np.stack
+    args.out.mkdir(parents=True, exist_ok=True)
     _write_tiff(args.out / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
     _write_tiff(args.out / "labels.tif", as_written([r.labels for r in results]))
     _write_tiff(args.out / "reconstruction.tif", as_written([r.reconstruction for r in results]).astype(np.float32))
@@ -198,7 +205,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     bodies = _read_stack(args.body_masks, "--body-masks") != 0 if args.body_masks else None
     if bodies is not None and bodies.shape != ood_stack.shape:
         raise ValueError(f"--body-masks has shape {bodies.shape}, the OOD stack {ood_stack.shape}")
-    _prepare_out(args.out, EVALUATE_OUTPUTS, args.overwrite)
+    _check_out(args.out, EVALUATE_OUTPUTS, args.overwrite)
     start = time.perf_counter()
     prior = resolve_prior(args.model, args.device)
     if args.method == "lmd":
@@ -228,6 +235,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         level = image_level_roc_auc(score_maps, on_grid(labels), block, None if bodies is None else on_grid(bodies))
         metrics.update(image_level_auc=level.mean_auc, image_level_per_image=level.per_image, image_level_images_used=level.images_used)
     metrics.update(parameters=ood_results[0].parameters, **map_settings, wall_time_s=round(time.perf_counter() - start, 2))
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     _roc_png(args.out / "roc.png", *dataset_roc_curve(id_scores, ood_scores), metrics["dataset_level_auc"], args.method.upper())
     message = f"{args.method.upper()} dataset-level ROC-AUC {metrics['dataset_level_auc']:.3f}"

@@ -34,6 +34,8 @@ class DemoSettings:
     seed: int = 0
     device: str = "auto"
     slices: int = 8
+    #: Prior folder; ``None`` is the bundled default (an OrganAMNIST CT prior of your own also works).
+    model: str | None = None
 
 
 def load_ct_sample() -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +81,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     images, masks = load_ct_sample()
     images, masks = images[: settings.slices], masks[: settings.slices]
     start = time.perf_counter()
-    prior = resolve_prior(None, settings.device)
+    prior = resolve_prior(settings.model, settings.device)
     operator = build_operator("ct", prior.image_size, {"n_views": settings.n_views})
     config = KlipConfig(num_samples=settings.num_samples, num_steps=settings.num_steps, seed=settings.seed)
     results = []

@@ -38,7 +38,12 @@ class KlipWidget(DetectorWidget):
         self.noise_sigma = FloatSpinBox(label="noise sigma", value=0.0, min=0.0, max=1e6, step=0.5, tooltip="simulated measurement noise")
         self.samples = SpinBox(label="samples", value=8, min=1, max=256, tooltip="posterior samples per image")
         self.steps = SpinBox(label="steps", value=100, min=1, max=1000, tooltip="reverse diffusion steps")
-        self.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps])
+        self.guidance = ComboBox(
+            label="guidance", choices=["jacobian-free", "consistency", "dps"], value="jacobian-free",
+            tooltip="jacobian-free: the paper's DDPM sampler; consistency: steps along the approximate inverse of the "
+                    "residual (filtered back-projection for CT; not for blur); dps: backpropagates through the network",
+        )
+        self.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps, self.guidance])
         self.add_footer()
         self._block_sizes: list[int] = []
         # choices from a callable: napari calls reset_choices on every layer change
@@ -78,7 +83,7 @@ class KlipWidget(DetectorWidget):
                 f"'{source.name}' holds measurements shaped {tuple(source.slices[0].shape)}, but its operator "
                 f"({info.operator.describe()}) makes {info.measurement_shape()}"
             )
-        config = KlipConfig(num_samples=self.samples.value, num_steps=self.steps.value, seed=self.seed.value)
+        config = KlipConfig(num_samples=self.samples.value, num_steps=self.steps.value, guidance=self.guidance.value, seed=self.seed.value)
         settings = self.operator.settings()
         geometry = info.image_geometry(source.geometry) if info is not None else source.geometry
         return Job(

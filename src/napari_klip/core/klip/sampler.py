@@ -3,10 +3,17 @@
 Per image, ``S`` posterior samples run in one batch. At every reverse step ``k`` the sampler
 
 1. predicts the noise ``ε = ε_θ(x, t)`` and the clean image ``x̂0 = (x − √(1−ᾱ_t) ε) / √ᾱ_t``;
-2. takes a guidance step ``Δ = ζ0 / ‖r‖ · g`` towards the measurement, with residual
-   ``r = y − A(x̂0)`` (``‖r‖`` averaged over the samples) and ascent direction ``g`` either
-   Jacobian-free, ``g = Aᵀ r / σ_y² / √ᾱ_t`` (one network call per step; the KLIP reference), or
-   full DPS, ``g = −∇_x ‖r‖² / (2σ_y²)`` by back-propagation through the network;
+2. takes a guidance step ``Δ`` towards the measurement, with residual ``r = y − A(x̂0)``:
+
+   * ``jacobian-free`` (default; the KLIP reference's DDPM sampler, one network call per
+     step): ``Δ = ζ0 / ‖r‖ · Aᵀ r / σ_y² / √ᾱ_t`` (``‖r‖`` averaged over the samples);
+   * ``dps``: ``Δ = ζ0 / ‖r‖ · (−∇_x ‖r‖² / (2σ_y²))`` by back-propagation through the network;
+   * ``consistency``: a measurement-consistency step, ``Δ = λ · √ᾱ_t · B r`` with ``B`` the
+     operator's approximate inverse (filtered back-projection for CT): it moves ``x̂0`` by
+     ``λ B r`` towards the measurement, as the consistency step of the reference's CT
+     sampler (Song et al. 2022) does. ``Aᵀ r`` for CT is ``Aᵀ A`` applied to the error of
+     ``x̂0``, a ``1/|x|`` blur that spreads any error into one central blob; ``B r`` keeps the
+     error where it is (``docs/klip.md``);
 3. records the normalised update ``u = Δ / √β_k`` as the per-pixel energy
    ``trace[k] = mean_s Σ_c u²`` (kept on the device; one host copy at the end);
 4. takes the scheduler's ancestral DDPM step from the guided ``x``, reusing ``ε``.
@@ -29,7 +36,7 @@ import numpy as np
 from ..operators import Operator
 from ..prior import DiffusionPrior
 
-GUIDANCE_MODES = ("jacobian-free", "dps")
+GUIDANCE_MODES = ("jacobian-free", "dps", "consistency")
 
 
 @dataclass
@@ -46,8 +53,12 @@ class KlipConfig:
         Guidance step size ``ζ0`` of the rule ``ζ = ζ0 / ‖r‖``.
     sigma_y : float
         Measurement noise level ``σ_y`` in the network's intensity units.
-    guidance : {"jacobian-free", "dps"}
-        Ascent direction (see the module docstring).
+    guidance : {"jacobian-free", "dps", "consistency"}
+        Guidance step (see the module docstring). ``consistency`` needs an operator with an
+        approximate inverse (all but ``blur``) and ignores ``zeta`` and ``sigma_y``.
+    consistency_weight : float
+        ``λ`` of the ``consistency`` step: the fraction of the residual's back-projection added
+        to ``x̂0`` (1 = full consistency on what the operator measures).
     seed : int
         Seed of the initial and per-step noise (drawn on the CPU).
     stop_after_step : int, optional
@@ -60,6 +71,7 @@ class KlipConfig:
     zeta: float = 0.3
     sigma_y: float = 1.0
     guidance: str = "jacobian-free"
+    consistency_weight: float = 1.0
     seed: int = 0
     stop_after_step: int | None = None
 
@@ -73,6 +85,8 @@ class KlipConfig:
             raise ValueError(f"zeta must be a finite number > 0, got {self.zeta!r}")
         if not (self.sigma_y > 0 and math.isfinite(self.sigma_y)):
             raise ValueError(f"sigma_y must be a finite number > 0, got {self.sigma_y!r}")
+        if not (self.consistency_weight > 0 and math.isfinite(self.consistency_weight)):
+            raise ValueError(f"consistency_weight must be a finite number > 0, got {self.consistency_weight!r}")
         if self.guidance not in GUIDANCE_MODES:
             raise ValueError(f"guidance must be one of {', '.join(GUIDANCE_MODES)}, got {self.guidance!r}")
         if self.stop_after_step is not None and not 1 <= self.stop_after_step <= self.num_steps:
@@ -196,6 +210,9 @@ def iter_klip_sampling(
         raise ValueError(f"the measurement has {measurement.shape[1]} channel(s), the prior {prior.channels}")
     if not bool(torch.isfinite(measurement).all()):
         raise ValueError("the measurement holds NaN or infinite values")
+    if config.guidance == "consistency" and not operator.has_approximate_inverse():
+        raise ValueError(f"guidance 'consistency' needs an operator with an approximate inverse; '{operator.name}' has none "
+                         "(use 'jacobian-free' or 'dps')")
     measurement = measurement.to(device=device, dtype=torch.float32)
 
     scheduler = copy.deepcopy(prior.scheduler)
@@ -233,11 +250,17 @@ def iter_klip_sampling(
                 noise = prior.predict_noise(state, timestep)
                 clean_estimate = (state - (1 - alpha_bar).sqrt() * noise) / alpha_bar.sqrt()
                 residual = measurement - operator(clean_estimate)
-                ascent = operator.adjoint(residual) * (inverse_sigma2 / alpha_bar.sqrt())
+                if config.guidance == "consistency":
+                    ascent = operator.approximate_inverse(residual)
+                else:
+                    ascent = operator.adjoint(residual) * (inverse_sigma2 / alpha_bar.sqrt())
 
         with torch.no_grad():
-            residual_norm = residual.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
-            update = (config.zeta / residual_norm) * ascent
+            if config.guidance == "consistency":
+                update = (config.consistency_weight * alpha_bar.sqrt()) * ascent
+            else:
+                residual_norm = residual.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
+                update = (config.zeta / residual_norm) * ascent
             state = state + update
             energy[index] = (update.pow(2) / step_beta).sum(dim=1).mean(dim=0)
             state = scheduler.step(noise, timestep, state, generator=generator).prev_sample

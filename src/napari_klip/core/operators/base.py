@@ -105,10 +105,47 @@ class Operator(torch.nn.Module):
         check_batch(measurement, "measurement", expected, self.name)
         return self._adjoint(measurement)
 
+    def approximate_inverse(self, measurement: torch.Tensor) -> torch.Tensor:
+        """Apply a linear approximate inverse ``B`` (``B A x ≈ x`` on what ``A`` measures).
+
+        The exact pseudo-inverse for denoising, inpainting and downsampling, filtered
+        back-projection for sparse-view CT; blur has none (:meth:`has_approximate_inverse`).
+        KLIP's ``consistency`` guidance steps along ``B(y − A x̂0)``.
+
+        Parameters
+        ----------
+        measurement : torch.Tensor
+            Shaped ``(B, C, *measurement_shape)``.
+
+        Returns
+        -------
+        torch.Tensor
+            An image batch shaped ``(B, C, H, W)``.
+
+        Raises
+        ------
+        NotImplementedError
+            For operators without one.
+        """
+        if not self.has_approximate_inverse():
+            raise NotImplementedError(f"{self.name}: this operator has no approximate inverse")
+        expected = None
+        if self.image_size() is not None:
+            expected = self.measurement_size(self.image_size())
+        check_batch(measurement, "measurement", expected, self.name)
+        return self._approximate_inverse(measurement)
+
+    def has_approximate_inverse(self) -> bool:
+        """Whether :meth:`approximate_inverse` is available for this operator."""
+        return type(self)._approximate_inverse is not Operator._approximate_inverse
+
     def _forward(self, image: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _adjoint(self, measurement: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _approximate_inverse(self, measurement: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     # --- measurements -----------------------------------------------------------------------

@@ -23,6 +23,9 @@ class Identity(Operator):
     def _adjoint(self, measurement: torch.Tensor) -> torch.Tensor:
         return measurement.clone()
 
+    def _approximate_inverse(self, measurement: torch.Tensor) -> torch.Tensor:
+        return measurement.clone()
+
 
 def gaussian_kernel(kernel_size: int, sigma: float) -> torch.Tensor:
     """A normalised 2-D Gaussian kernel.
@@ -130,6 +133,9 @@ class Inpainting(Operator):
     def _adjoint(self, measurement: torch.Tensor) -> torch.Tensor:
         return self._masked(measurement)
 
+    def _approximate_inverse(self, measurement: torch.Tensor) -> torch.Tensor:
+        return self._masked(measurement)  # A is an orthogonal projection: A⁺ = Aᵀ = A
+
 
 class Downsample(Operator):
     """Average over non-overlapping ``factor × factor`` blocks (a box-filtered subsampling).
@@ -166,5 +172,8 @@ class Downsample(Operator):
         return F.avg_pool2d(image, self.factor)
 
     def _adjoint(self, measurement: torch.Tensor) -> torch.Tensor:
-        spread = measurement / (self.factor * self.factor)
-        return spread.repeat_interleave(self.factor, dim=-2).repeat_interleave(self.factor, dim=-1)
+        return self._approximate_inverse(measurement) / (self.factor * self.factor)
+
+    def _approximate_inverse(self, measurement: torch.Tensor) -> torch.Tensor:
+        # A Aᵀ = I / factor², so A⁺ = Aᵀ (A Aᵀ)⁻¹ = factor² Aᵀ: nearest-neighbour upsampling.
+        return measurement.repeat_interleave(self.factor, dim=-2).repeat_interleave(self.factor, dim=-1)
