@@ -19,9 +19,11 @@ LMD: by default the numbers of ``benchmarks/results/lmd_mnist_family_mnist.json`
 (same prior, same images, 10 reconstructions × 20 steps); ``--recompute-lmd`` runs
 ``lmd_score_stack`` (MSE distance) on the same images instead.
 
-Example (the reported CPU run; see docs/benchmarks.md)::
+Examples (the reported CPU runs; see docs/benchmarks.md)::
 
     .venv/bin/python benchmarks/klip_vs_lmd.py --images 100 --samples 4 --steps 50 --threads 2
+    .venv/bin/python benchmarks/klip_vs_lmd.py --images 100 --samples 4 --steps 50 --threads 1 \
+        --guidance consistency --out benchmarks/results/klip_vs_lmd_consistency.json
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=100, help="held-out images scored per set")
     parser.add_argument("--samples", type=int, default=4, help="KLIP posterior samples S")
     parser.add_argument("--steps", type=int, default=50, help="KLIP reverse steps K")
+    parser.add_argument("--guidance", default="jacobian-free", choices=["jacobian-free", "consistency", "dps"],
+                        help="KLIP guidance step (consistency: x0 moves by λ = 1 times the residual's pseudo-inverse)")
     parser.add_argument("--operators", nargs="+", default=["denoise", "inpaint"], choices=["denoise", "inpaint"])
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--lmd-results", type=Path, default=ROOT / "benchmarks" / "results" / "lmd_mnist_family_mnist.json")
@@ -128,7 +132,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     prior = load_prior(args.prior, device="cpu")
     images = {name: held_out_images(name, args.data_dir, args.images) for name in NAMES}
-    config = KlipConfig(num_samples=args.samples, num_steps=args.steps, seed=0)
+    config = KlipConfig(num_samples=args.samples, num_steps=args.steps, guidance=args.guidance, seed=0)
     params = {"denoise": {}, "inpaint": {"mask": known_mask(prior.image_size)}}
     report: dict[str, Any] = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -144,7 +148,7 @@ def main() -> None:
             print(f"KLIP {operator}, {name}: {runs[name]['seconds_per_image']:.2f} s/image", flush=True)
         for ood in ("kmnist", "fashion"):
             report["klip"].append({
-                "operator": operator, "ood": ood, "samples": args.samples, "steps": args.steps,
+                "operator": operator, "guidance": args.guidance, "ood": ood, "samples": args.samples, "steps": args.steps,
                 "network_calls_per_image": runs[ood]["network_calls"], "evaluations_per_image": args.samples * runs[ood]["network_calls"],
                 "seconds_per_image": round(runs[ood]["seconds_per_image"], 3), "window": runs[ood]["window"], "block_size": runs[ood]["block_size"],
                 "auc": {s: dataset_roc_auc(runs["mnist"][s], runs[ood][s]) for s in ("max-block", "mean-energy")},
@@ -166,7 +170,7 @@ def print_table(report: dict[str, Any]) -> None:
         for row in (r for r in report["klip"] if r["ood"] == ood):
             for score, auc in row["auc"].items():
                 evals = f"{row['evaluations_per_image']} ({row['samples']} × {row['steps']}, {row['network_calls_per_image']} batched calls)"
-                print(f"| {pair} | KLIP {row['operator']} | {score} | {auc:.3f} | n/a | {evals} | {row['seconds_per_image']:.2f} |")
+                print(f"| {pair} | KLIP {row['operator']} ({row.get('guidance', 'jacobian-free')}) | {score} | {auc:.3f} | n/a | {evals} | {row['seconds_per_image']:.2f} |")
         for row in (r for r in report["lmd"] if r["ood"] == ood):
             for distance in (d for d in LMD_DISTANCES if d in row["auc"]):
                 evals = f"{row['evaluations_per_image']} ({row['reconstructions']} × {row['steps']})"

@@ -99,11 +99,7 @@ class Operator(torch.nn.Module):
         torch.Tensor
             An image batch shaped ``(B, C, H, W)``.
         """
-        expected = None
-        if self.image_size() is not None:
-            expected = self.measurement_size(self.image_size())
-        check_batch(measurement, "measurement", expected, self.name)
-        return self._adjoint(measurement)
+        return self._adjoint(self._checked_measurement(measurement))
 
     def approximate_inverse(self, measurement: torch.Tensor) -> torch.Tensor:
         """Apply a linear approximate inverse ``B`` (``B A x ≈ x`` on what ``A`` measures).
@@ -129,11 +125,12 @@ class Operator(torch.nn.Module):
         """
         if not self.has_approximate_inverse():
             raise NotImplementedError(f"{self.name}: this operator has no approximate inverse")
-        expected = None
-        if self.image_size() is not None:
-            expected = self.measurement_size(self.image_size())
-        check_batch(measurement, "measurement", expected, self.name)
-        return self._approximate_inverse(measurement)
+        return self._approximate_inverse(self._checked_measurement(measurement))
+
+    def _checked_measurement(self, measurement: torch.Tensor) -> torch.Tensor:
+        """``measurement`` itself, after checking it fits the operator's image size (if it has one)."""
+        expected = None if self.image_size() is None else self.measurement_size(self.image_size())
+        return check_batch(measurement, "measurement", expected, self.name)
 
     def has_approximate_inverse(self) -> bool:
         """Whether :meth:`approximate_inverse` is available for this operator."""
