@@ -36,6 +36,10 @@ def test_demo_writes_figure_and_result(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main(args) == 1  # outputs exist; no --overwrite
     assert main(["demo", "--out", str(tmp_path / "x"), "--slices", "9"]) == 1
+    assert main([*args[:2], str(tmp_path / "fbp"), *args[3:], "--guidance", "consistency"]) == 0
+    consistent = json.loads((tmp_path / "fbp" / "result.json").read_text())
+    assert result["settings"]["guidance"] == "jacobian-free" and consistent["settings"]["guidance"] == "consistency"
+    assert consistent["scores"] != result["scores"]
 
 
 def test_demo_with_a_missing_model_fails_before_writing(tmp_path, capsys):

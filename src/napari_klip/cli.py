@@ -120,6 +120,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("outputs") / "demo", help="output folder (default outputs/demo)")
     demo.add_argument("--model", type=Path, default=None,
                       help="prior folder trained on OrganAMNIST-like CT (default: the bundled prior)")
+    demo.add_argument("--guidance", choices=("jacobian-free", "consistency", "dps"), default="jacobian-free",
+                      help="KLIP guidance (default jacobian-free, the paper's; consistency: filtered back-projection steps)")
     demo.add_argument("--n-views", type=int, default=24, help="CT projection angles over [0, 180) (default 24)")
     demo.add_argument("--samples", type=int, default=8, help="posterior samples per slice (default 8)")
     demo.add_argument("--steps", type=int, default=100, help="sampling steps (default 100)")
@@ -234,7 +236,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     settings = DemoSettings(n_views=args.n_views, num_samples=args.samples, num_steps=args.steps, seed=args.seed, device=args.device, slices=args.slices,
-                            model=None if args.model is None else str(args.model))
+                            model=None if args.model is None else str(args.model), guidance=args.guidance)
     with tqdm(total=args.slices * args.steps, desc="KLIP on CT slices", unit="step", disable=None) as bar:
         summary = run_demo(args.out, settings, overwrite=args.overwrite, progress=lambda step, total: bar.update(step - bar.n))
     print(

@@ -36,6 +36,8 @@ class DemoSettings:
     slices: int = 8
     #: Prior folder; ``None`` is the bundled default (an OrganAMNIST CT prior of your own also works).
     model: str | None = None
+    #: KLIP guidance (``jacobian-free``, ``consistency`` or ``dps``; see docs/klip.md).
+    guidance: str = "jacobian-free"
 
 
 def load_ct_sample() -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +85,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     start = time.perf_counter()
     prior = resolve_prior(settings.model, settings.device)
     operator = build_operator("ct", prior.image_size, {"n_views": settings.n_views})
-    config = KlipConfig(num_samples=settings.num_samples, num_steps=settings.num_steps, seed=settings.seed)
+    config = KlipConfig(num_samples=settings.num_samples, num_steps=settings.num_steps, guidance=settings.guidance, seed=settings.seed)
     results = []
     for index, image in enumerate(images):
         report = None if progress is None else (lambda update, index=index: progress(index * settings.num_steps + update.step, len(images) * settings.num_steps))
