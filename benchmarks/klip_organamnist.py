@@ -277,20 +277,6 @@ def evaluate(id_energy: list[np.ndarray], ood_energy: list[np.ndarray], masks: l
     }
 
 
-def centre_baseline_auc(masks: list[np.ndarray], bodies: list[np.ndarray], block_size: int) -> float:
-    """Image-level ROC-AUC of a map that scores each block by closeness to the image centre.
-
-    It knows nothing about the image; anomalies are placed inside the body, which is central, so
-    this is the number a localization map has to beat.
-    """
-    from napari_klip.core.metrics import image_level_roc_auc
-    from napari_klip.demo import centre_distance_map
-
-    rows, cols = masks[0].shape[0] // block_size, masks[0].shape[1] // block_size
-    centre = -centre_distance_map((rows, cols))
-    return image_level_roc_auc([centre] * len(masks), masks, block_size, body_masks=bodies).mean_auc
-
-
 def mean_map_correlation(energies: list[np.ndarray], block_size: int, window: tuple[int, int]) -> float:
     """Mean Pearson correlation between the score maps of different images (1 = one map for all).
 
@@ -404,7 +390,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for w in windows for b in block_sizes
             }
             main_rows.append((name, kind, sweep[key][f"[{window[0]},{window[1]})/b{block}"]))
-    baseline = {kind: centre_baseline_auc(masks[kind], bodies, block) for kind in ANOMALY_KINDS}
+    from napari_klip.demo import centre_baseline_auc
+
+    baseline = {kind: centre_baseline_auc(masks[kind], block, bodies).mean_auc for kind in ANOMALY_KINDS}
     map_correlation = {name: mean_map_correlation(traces[name]["id"]["energy"], block, window) for name in args.operators}
 
     calls = [c for name in args.operators for g in ("id", *ANOMALY_KINDS) for c in traces[name][g]["calls"]]

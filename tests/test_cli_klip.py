@@ -118,3 +118,10 @@ def test_score_without_model_uses_the_bundled_prior(tmp_path):
     assert main(["score", "--input", str(tmp_path / "x.tif"), "--operator", "denoise", *FAST, "--out", str(out)]) == 0
     result = json.loads((out / "result.json").read_text())
     assert Path(result["parameters"]["prior"]).name == "organamnist32-tiny-cpu"
+
+
+def test_cli_guidance_choices_are_the_sampler_modes():
+    from napari_klip.cli_score import GUIDANCE_CHOICES
+    from napari_klip.core.klip import GUIDANCE_MODES
+
+    assert sorted(GUIDANCE_CHOICES) == sorted(GUIDANCE_MODES)

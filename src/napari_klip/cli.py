@@ -66,7 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(handler=_run_sample)
 
     from .cli_lmd import add_lmd_options, run_lmd
-    from .cli_score import add_common_options, add_klip_options, run_evaluate, run_score
+    from .cli_score import GUIDANCE_CHOICES, add_common_options, add_klip_options, run_evaluate, run_score
 
     score = commands.add_parser(
         "score",
@@ -120,7 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("outputs") / "demo", help="output folder (default outputs/demo)")
     demo.add_argument("--model", type=Path, default=None,
                       help="prior folder trained on OrganAMNIST-like CT (default: the bundled prior)")
-    demo.add_argument("--guidance", choices=("jacobian-free", "consistency", "dps"), default="jacobian-free",
+    demo.add_argument("--guidance", choices=GUIDANCE_CHOICES, default="jacobian-free",
                       help="KLIP guidance (default jacobian-free, the paper's; consistency: filtered back-projection steps)")
     demo.add_argument("--n-views", type=int, default=24, help="CT projection angles over [0, 180) (default 24)")
     demo.add_argument("--samples", type=int, default=8, help="posterior samples per slice (default 8)")

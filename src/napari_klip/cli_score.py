@@ -25,6 +25,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
+#: KLIP guidance modes (``core.klip.GUIDANCE_MODES``, spelled out here so the CLI starts without torch).
+GUIDANCE_CHOICES = ("jacobian-free", "dps", "consistency")
+
+
 def add_klip_options(parser: argparse.ArgumentParser) -> None:
     """KLIP's options (shared by ``score`` and ``evaluate``): operator, sampler, maps."""
     parser.add_argument("--operator", choices=OPERATOR_NAMES, default="ct", help="forward model (default ct)")
@@ -38,7 +42,7 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=8, help="posterior samples per image (default 8)")
     parser.add_argument("--zeta", type=float, default=0.3, help="guidance step size zeta0 (default 0.3)")
     parser.add_argument("--sigma-y", type=float, default=1.0)
-    parser.add_argument("--guidance", choices=("jacobian-free", "dps", "consistency"), default="jacobian-free",
+    parser.add_argument("--guidance", choices=GUIDANCE_CHOICES, default="jacobian-free",
                         help="guidance step: jacobian-free (the paper's DDPM sampler), dps (backpropagates through the "
                         "network), consistency (moves x0 by the operator's approximate inverse of the residual, e.g. "
                         "filtered back-projection for ct; not for blur). Default jacobian-free")

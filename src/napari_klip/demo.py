@@ -94,10 +94,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     grid_images = [resize(image, prior.image_size, order=1, anti_aliasing=True, preserve_range=True) for image in images]
     grid_masks, bodies = [mask_to_prior_grid(m, prior.image_size) for m in masks], [foreground_mask(g) for g in grid_images]
     level = image_level_roc_auc([r.score_map for r in results], grid_masks, results[0].block_size, bodies)
-    # The same protocol for a map that knows nothing but the distance to the image centre: lesions sit
-    # inside the body, which is central, so this is the number KLIP has to beat.
-    centre = -centre_distance_map(results[0].score_map.shape)
-    baseline = image_level_roc_auc([centre] * len(results), grid_masks, results[0].block_size, bodies)
+    baseline = centre_baseline_auc(grid_masks, results[0].block_size, bodies)
     sinograms = [_sinogram(operator, grid) for grid in grid_images]
     summary = {
         "what": "KLIP localization of synthetic lesions in real CT slices (OrganAMNIST test split) from simulated sparse-view CT",
@@ -119,6 +116,20 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     _figure(out / "demo.png", images, masks, sinograms, results, level.per_image)
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def centre_baseline_auc(masks: list[np.ndarray], block_size: int, body_masks: list[np.ndarray] | None = None) -> Any:
+    """Image-level ROC-AUC of a map that scores each block by its closeness to the image centre.
+
+    It knows nothing about the image; anomalies sit inside the body, which is central, so this is
+    the number a localization map has to beat (same protocol as
+    :func:`~napari_klip.core.metrics.image_level_roc_auc`, which it returns the result of).
+    """
+    from .core.metrics import image_level_roc_auc
+
+    rows, columns = masks[0].shape[0] // block_size, masks[0].shape[1] // block_size
+    centre = -centre_distance_map((rows, columns))
+    return image_level_roc_auc([centre] * len(masks), masks, block_size, body_masks)
 
 
 def centre_distance_map(shape: tuple[int, int]) -> np.ndarray:

@@ -257,10 +257,10 @@ def iter_klip_sampling(
 
         with torch.no_grad():
             if config.guidance == "consistency":
-                update = (config.consistency_weight * alpha_bar.sqrt()) * ascent
+                step_size = config.consistency_weight * alpha_bar.sqrt()  # x̂0 moves by λ B r
             else:
-                residual_norm = residual.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
-                update = (config.zeta / residual_norm) * ascent
+                step_size = config.zeta / residual.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
+            update = step_size * ascent
             state = state + update
             energy[index] = (update.pow(2) / step_beta).sum(dim=1).mean(dim=0)
             state = scheduler.step(noise, timestep, state, generator=generator).prev_sample
