@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for w in windows for b in block_sizes
             }
             main_rows.append((name, kind, sweep[key][f"[{window[0]},{window[1]})/b{block}"]))
-    from napari_klip.demo import centre_baseline_auc
+    from napari_klip.core.metrics import centre_baseline_auc
 
     baseline = {kind: centre_baseline_auc(masks[kind], block, bodies).mean_auc for kind in ANOMALY_KINDS}
     map_correlation = {name: mean_map_correlation(traces[name]["id"]["energy"], block, window) for name in args.operators}

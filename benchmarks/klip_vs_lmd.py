@@ -104,7 +104,7 @@ def lmd_from_file(path: Path, images: int) -> list[dict[str, Any]]:
 
 
 def lmd_recompute(prior, images: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    from napari_klip.api_lmd import lmd_score_stack
+    from napari_klip.api import lmd_score_stack
     from napari_klip.core.lmd import LmdConfig
     from napari_klip.core.metrics import dataset_roc_auc
 

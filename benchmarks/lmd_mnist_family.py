@@ -96,7 +96,7 @@ def reconstruct_and_measure(prior, images: np.ndarray, config, distances: dict, 
     evaluations = 0
     for begin in range(0, len(model), batch_size):
         batch = model[begin : begin + batch_size]
-        _, reconstructions, _ = drive(iter_lmd_reconstructions(prior, batch, config))
+        reconstructions = drive(iter_lmd_reconstructions(prior, batch, config))
         evaluations = reconstructions.evaluations_per_image
         for name, distance in distances.items():
             per_distance[name].append(measure(distance, batch.to(prior.device), reconstructions, "median").distances)

@@ -14,8 +14,7 @@ import numpy as np
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
 
-class ImageDataError(ValueError):
-    """Images that cannot be used: unreadable, empty, wrongly shaped or not finite."""
+from .errors import ImageDataError
 
 
 def split_source(source: str | Path) -> tuple[Path, str | None]:

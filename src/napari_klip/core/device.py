@@ -7,11 +7,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
-
-
-class DeviceUnavailableError(RuntimeError):
-    """The requested torch device does not exist on this machine."""
+from .errors import DeviceUnavailableError
+from .options import DEVICE_CHOICES
 
 
 def available_devices() -> list[str]:

@@ -104,3 +104,21 @@ def image_level_roc_auc(score_maps, pixel_labels, block_size: int, body_masks=No
         per_image.append(float(roc_auc_score(targets, values)))
     used = [value for value in per_image if not np.isnan(value)]
     return ImageLevelResult(float(np.mean(used)) if used else float("nan"), per_image, len(used))
+
+
+def centre_distance_map(shape: tuple[int, int]) -> np.ndarray:
+    """Distance of every block to the centre of the grid (the map of :func:`centre_baseline_auc`)."""
+    rows, columns = np.indices(shape, dtype=np.float64)
+    return np.hypot(rows - (shape[0] - 1) / 2, columns - (shape[1] - 1) / 2)
+
+
+def centre_baseline_auc(masks: list[np.ndarray], block_size: int, body_masks: list[np.ndarray] | None = None) -> ImageLevelResult:
+    """Image-level ROC-AUC of a map that scores each block by its closeness to the image centre.
+
+    It knows nothing about the image; anomalies sit inside the body, which is central, so this is
+    the number a localization map has to beat (same protocol as :func:`image_level_roc_auc`,
+    which it returns the result of).
+    """
+    rows, columns = masks[0].shape[0] // block_size, masks[0].shape[1] // block_size
+    centre = -centre_distance_map((rows, columns))
+    return image_level_roc_auc([centre] * len(masks), masks, block_size, body_masks)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .device import resolve_device
+from .errors import PriorLoadError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -46,13 +47,6 @@ DEFAULT_SCHEDULE = {
 FOREIGN_INTENSITY_RANGE = (0.0, 1.0)
 
 
-class PriorLoadError(OSError):
-    """A prior folder is missing, incomplete, corrupt or of an unsupported kind."""
-
-    def __init__(self, path: Path | str, problem: str):
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"cannot load a diffusion prior from '{path}': {problem}")
 
 
 @dataclass(frozen=True)
@@ -429,3 +423,38 @@ def load_prior(path: str | Path, device: "str | torch.device" = "auto") -> Diffu
     metadata = _metadata_for(folder, unet)
     unet.to(torch_device)
     return DiffusionPrior(unet, scheduler, metadata, path=folder)
+
+
+#: The prior bundled with the package, used when no prior is given.
+DEFAULT_PRIOR_NAME = "organamnist32-tiny-cpu"
+
+
+def default_prior_path() -> Path:
+    """Folder of the prior bundled with the package (used when no prior is given).
+
+    It is ``organamnist32-tiny-cpu``: a 1.1 M-parameter UNet trained by ``napari-klip train`` on
+    the OrganAMNIST train split (abdominal CT crops, 32×32); see ``docs/priors.md``.
+    """
+    return Path(__file__).parents[1] / "data" / "priors" / DEFAULT_PRIOR_NAME
+
+
+def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "auto") -> DiffusionPrior:
+    """Accept a loaded prior or a folder path; ``None`` loads the bundled default prior.
+
+    Parameters
+    ----------
+    prior : DiffusionPrior, str, Path or None
+        A loaded prior (returned as is), a prior folder, or ``None`` for :func:`default_prior_path`.
+    device : str
+        ``auto``, ``cuda``, ``mps`` or ``cpu``, for priors given as paths.
+
+    Returns
+    -------
+    DiffusionPrior
+    """
+    from ._llvm import avoid_triton_llvm_clash
+
+    avoid_triton_llvm_clash()  # a napari viewer opened before the first prior load would otherwise crash on Mesa OpenGL
+    if isinstance(prior, DiffusionPrior):
+        return prior
+    return load_prior(default_prior_path() if prior is None else prior, device=device)

@@ -1,19 +1,47 @@
-"""Drive a long computation written as a generator: report each step, stop on request."""
+"""Long computations are generators that yield a :class:`Progress` after every step.
+
+:func:`drive` runs one to its end, reporting every update and honouring a cancel request by
+closing the generator (its own clean-up runs, e.g. training saves a checkpoint) and raising
+:class:`~napari_klip.core.errors.Cancelled`. KLIP sampling, LMD reconstruction, unconditional
+sampling and training all report the same record (training adds its loss).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .errors import Cancelled
 
 Update = TypeVar("Update")
 Result = TypeVar("Result")
+
+#: A progress callback.
+ProgressCallback = Callable[["Progress"], None]
+#: A cancel check, polled after every step.
+ShouldCancel = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``step`` of ``total`` steps done after ``elapsed_s`` seconds."""
+
+    step: int
+    total: int
+    elapsed_s: float
+
+    @property
+    def total_steps(self) -> int:
+        """``total`` under its older name."""
+        return self.total
 
 
 def drive(
     steps: Generator[Update, None, Result],
     progress: Callable[[Update], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-) -> tuple[bool, Result | None, Any]:
+    should_cancel: ShouldCancel | None = None,
+) -> Result:
     """Run a generator to its end, calling ``progress`` with every update it yields.
 
     Parameters
@@ -24,25 +52,27 @@ def drive(
         Called with each update.
     should_cancel : callable, optional
         Polled after each update; when it returns true the generator is closed (its own
-        clean-up runs) and the run counts as cancelled.
+        clean-up runs) and :class:`~napari_klip.core.errors.Cancelled` is raised.
 
     Returns
     -------
-    finished : bool
-        False if the run was cancelled.
-    result : object or None
-        The generator's return value, ``None`` when cancelled.
-    last_update : object or None
-        The last update yielded.
+    object
+        The generator's return value.
+
+    Raises
+    ------
+    Cancelled
+        When ``should_cancel`` asked to stop; ``last_update`` holds the last update.
     """
     last_update = None
     while True:
         try:
             last_update = next(steps)
         except StopIteration as finished:
-            return True, finished.value, last_update
+            return finished.value
         if progress is not None:
             progress(last_update)
         if should_cancel is not None and should_cancel():
             steps.close()
-            return False, None, last_update
+            step = getattr(last_update, "step", None)
+            raise Cancelled("cancelled" if step is None else f"cancelled after step {step}", last_update)

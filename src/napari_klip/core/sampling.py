@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import copy
+import time
 from collections.abc import Callable
 
 import numpy as np
 
+from .diffusion import ancestral_step, respaced_timesteps, reverse_steps
 from .prior import DiffusionPrior
+from .progress import Progress
 
 
 def sample_prior(
@@ -15,7 +17,7 @@ def sample_prior(
     count: int,
     num_inference_steps: int = 100,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> np.ndarray:
     """Draw images from the prior with ancestral DDPM sampling.
 
@@ -31,7 +33,7 @@ def sample_prior(
         Seed of the initial and per-step noise (drawn on the CPU: same seed, same images on
         every device up to float rounding).
     progress : callable, optional
-        Called as ``progress(step, total)`` after each reverse step.
+        Called with a :class:`~napari_klip.core.progress.Progress` after each reverse step.
 
     Returns
     -------
@@ -45,17 +47,17 @@ def sample_prior(
         raise ValueError(f"count must be >= 1, got {count}")
     if not 1 <= num_inference_steps <= prior.num_train_timesteps:
         raise ValueError(f"num_inference_steps must be in 1..{prior.num_train_timesteps}, got {num_inference_steps}")
-    scheduler = copy.deepcopy(prior.scheduler)
-    scheduler.set_timesteps(num_inference_steps)
+    steps = reverse_steps(prior, respaced_timesteps(prior, num_inference_steps), prior.device)
     generator = torch.Generator().manual_seed(seed)
     shape = (count, prior.channels, *prior.image_size)
     sample = torch.randn(shape, generator=generator).to(prior.device)
+    start = time.perf_counter()
     with torch.no_grad():
-        for index, timestep in enumerate(scheduler.timesteps):
-            noise_prediction = prior.predict_noise(sample, int(timestep))
-            sample = scheduler.step(noise_prediction, timestep, sample, generator=generator).prev_sample
+        for step in steps:
+            noise_prediction = prior.predict_noise(sample, step.timestep)
+            sample = ancestral_step(prior, sample, noise_prediction, step, generator)
             if progress is not None:
-                progress(index + 1, len(scheduler.timesteps))
+                progress(Progress(step.index + 1, len(steps), time.perf_counter() - start))
     images = prior.from_model_range(sample.clamp(-1, 1)).cpu().numpy()
     images = np.moveaxis(images, 1, -1)
     return images[..., 0] if prior.channels == 1 else images

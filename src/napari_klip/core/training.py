@@ -22,17 +22,15 @@ import numpy as np
 
 from .networks import unet_config
 from .data import center_crop_stack, check_image_stack, default_intensity_range, resize_stack, to_channels_first
+from .errors import Cancelled, TrainingCancelled
+from .options import SIZE_MODES
 from .prior import METADATA_FILE, PriorMetadata, create_prior, write_prior_folder
+from .progress import Progress, drive
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "training_log.json"
 #: Files a training run writes into its output folder (the only ones ``overwrite`` removes).
 OUTPUT_ENTRIES = ("unet", "scheduler", "model_index.json", METADATA_FILE, CHECKPOINT_FILE, LOG_FILE)
-SIZE_MODES = ("resize", "random-crop", "center-crop")
-
-
-class TrainingCancelled(Exception):
-    """Raised by :func:`train_prior` when its cancel check asked to stop (a checkpoint was saved)."""
 
 
 @dataclass
@@ -109,15 +107,12 @@ class TrainingConfig:
         unet_config(self.image_size, 1, self.network)  # raises for an unknown preset or an unusable size
 
 
-@dataclass
-class TrainingProgress:
-    """One step of a training run, as yielded by :func:`iter_training`."""
+@dataclass(frozen=True)
+class TrainingProgress(Progress):
+    """One step of a training run, as yielded by :func:`iter_training`: a :class:`Progress` with the loss."""
 
-    step: int
-    total_steps: int
-    loss: float
-    learning_rate: float
-    elapsed_s: float
+    loss: float = float("nan")
+    learning_rate: float = float("nan")
 
 
 @dataclass
@@ -373,7 +368,7 @@ def iter_training(
                 window_losses = []
             if step % config.checkpoint_every == 0 and step < config.steps:
                 save(final=False)
-            yield TrainingProgress(step, config.steps, loss_value, learning_rate, elapsed_before + time.perf_counter() - start)
+            yield TrainingProgress(step, config.steps, elapsed_before + time.perf_counter() - start, loss_value, learning_rate)
     except GeneratorExit:
         save(final=False, cancelled=True)
         raise
@@ -453,10 +448,9 @@ def train_prior(
     -------
     TrainingResult
     """
-    from .progress import drive
-
     steps = iter_training(images, out_dir, config, resume=resume, overwrite=overwrite)
-    finished, result, last = drive(steps, progress, should_cancel)
-    if not finished:
-        raise TrainingCancelled(f"training cancelled at step {last.step}; resume from '{out_dir}'")
-    return result
+    try:
+        return drive(steps, progress, should_cancel)
+    except Cancelled as cancelled:
+        step = cancelled.last_update.step
+        raise TrainingCancelled(f"training cancelled at step {step}; resume from '{out_dir}'", cancelled.last_update) from None

@@ -3,7 +3,8 @@
 Per image, ``S`` posterior samples run in one batch. At every reverse step ``k`` the sampler
 
 1. predicts the noise ``ε = ε_θ(x, t)`` and the clean image ``x̂0 = (x − √(1−ᾱ_t) ε) / √ᾱ_t``;
-2. takes a guidance step ``Δ`` towards the measurement, with residual ``r = y − A(x̂0)``:
+2. takes a guidance step ``Δ`` towards the measurement, with residual ``r = y − A(x̂0)``
+   (:mod:`.guidance`, one function per mode):
 
    * ``jacobian-free`` (default; the KLIP reference's DDPM sampler, one network call per
      step): ``Δ = ζ0 / ‖r‖ · Aᵀ r / σ_y² / √ᾱ_t`` (``‖r‖`` averaged over the samples);
@@ -24,8 +25,6 @@ diffusion coefficient ``g_k²`` of that step.
 
 from __future__ import annotations
 
-import copy
-import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
@@ -33,73 +32,17 @@ from typing import Any
 
 import numpy as np
 
+from ..diffusion import ancestral_step, respaced_timesteps, reverse_steps
 from ..operators import Operator
+from ..options import GUIDANCE_MODES, KlipConfig
 from ..prior import DiffusionPrior
+from ..progress import Progress, drive
+from .guidance import GUIDANCE_STEPS
 
-GUIDANCE_MODES = ("jacobian-free", "dps", "consistency")
+#: One reverse step of KLIP sampling (the shared :class:`~napari_klip.core.progress.Progress`).
+KlipProgress = Progress
 
-
-@dataclass
-class KlipConfig:
-    """Settings of KLIP posterior sampling (defaults: the KLIP paper's).
-
-    Attributes
-    ----------
-    num_samples : int
-        Posterior samples ``S`` per image, drawn in one batch.
-    num_steps : int
-        Reverse steps ``K``, respaced over the prior's training schedule.
-    zeta : float
-        Guidance step size ``ζ0`` of the rule ``ζ = ζ0 / ‖r‖``.
-    sigma_y : float
-        Measurement noise level ``σ_y`` in the network's intensity units.
-    guidance : {"jacobian-free", "dps", "consistency"}
-        Guidance step (see the module docstring). ``consistency`` needs an operator with an
-        approximate inverse (all but ``blur``) and ignores ``zeta`` and ``sigma_y``.
-    consistency_weight : float
-        ``λ`` of the ``consistency`` step: the fraction of the residual's back-projection added
-        to ``x̂0`` (1 = full consistency on what the operator measures).
-    seed : int
-        Seed of the initial and per-step noise (drawn on the CPU).
-    stop_after_step : int, optional
-        Stop after this many steps (e.g. the end of the score window) when only scores are
-        needed; the reconstruction is then the mean Tweedie estimate ``x̂0`` at that step.
-    """
-
-    num_samples: int = 8
-    num_steps: int = 100
-    zeta: float = 0.3
-    sigma_y: float = 1.0
-    guidance: str = "jacobian-free"
-    consistency_weight: float = 1.0
-    seed: int = 0
-    stop_after_step: int | None = None
-
-    def validate(self, num_train_timesteps: int) -> None:
-        """Raise ``ValueError`` naming the first setting out of range."""
-        if not isinstance(self.num_samples, (int, np.integer)) or self.num_samples < 1:
-            raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
-        if not isinstance(self.num_steps, (int, np.integer)) or not 1 <= self.num_steps <= num_train_timesteps:
-            raise ValueError(f"num_steps must be an integer in 1..{num_train_timesteps}, got {self.num_steps!r}")
-        if not (self.zeta > 0 and math.isfinite(self.zeta)):
-            raise ValueError(f"zeta must be a finite number > 0, got {self.zeta!r}")
-        if not (self.sigma_y > 0 and math.isfinite(self.sigma_y)):
-            raise ValueError(f"sigma_y must be a finite number > 0, got {self.sigma_y!r}")
-        if not (self.consistency_weight > 0 and math.isfinite(self.consistency_weight)):
-            raise ValueError(f"consistency_weight must be a finite number > 0, got {self.consistency_weight!r}")
-        if self.guidance not in GUIDANCE_MODES:
-            raise ValueError(f"guidance must be one of {', '.join(GUIDANCE_MODES)}, got {self.guidance!r}")
-        if self.stop_after_step is not None and not 1 <= self.stop_after_step <= self.num_steps:
-            raise ValueError(f"stop_after_step must be in 1..{self.num_steps}, got {self.stop_after_step!r}")
-
-
-@dataclass
-class KlipProgress:
-    """One reverse step, as yielded by :func:`iter_klip_sampling`."""
-
-    step: int
-    total_steps: int
-    elapsed_s: float
+__all__ = ["GUIDANCE_MODES", "KlipConfig", "KlipProgress", "KlipTrace", "iter_klip_sampling", "measurement_to_model_range", "run_klip"]
 
 
 @dataclass
@@ -188,7 +131,7 @@ def iter_klip_sampling(
 
     Yields
     ------
-    KlipProgress
+    Progress
         After every reverse step. Closing the generator stops sampling.
 
     Returns
@@ -215,58 +158,25 @@ def iter_klip_sampling(
                          "(use 'jacobian-free' or 'dps')")
     measurement = measurement.to(device=device, dtype=torch.float32)
 
-    scheduler = copy.deepcopy(prior.scheduler)
-    scheduler.set_timesteps(config.num_steps)
-    timesteps = [int(t) for t in scheduler.timesteps]
-    steps_to_run = config.stop_after_step or len(timesteps)
-    alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-    final_alpha = scheduler.one if hasattr(scheduler, "one") else torch.tensor(1.0)
+    steps = reverse_steps(prior, respaced_timesteps(prior, config.num_steps), device)
+    timesteps = [step.timestep for step in steps]
+    steps_to_run = config.stop_after_step or len(steps)
+    guide = GUIDANCE_STEPS[config.guidance]
     generator = torch.Generator().manual_seed(config.seed)
-    batch_shape = (config.num_samples, *image_shape)
-    state = torch.randn(batch_shape, generator=generator).to(device)
+    state = torch.randn((config.num_samples, *image_shape), generator=generator).to(device)
     energy = torch.zeros((steps_to_run, *prior.image_size), dtype=torch.float32, device=device)
-    inverse_sigma2 = 1.0 / config.sigma_y**2
     start = time.perf_counter()
     clean_estimate = state
 
-    for index in range(steps_to_run):
-        timestep = timesteps[index]
-        previous = timesteps[index + 1] if index + 1 < len(timesteps) else -1
-        alpha_bar = alphas_cumprod[timestep]
-        alpha_bar_prev = alphas_cumprod[previous] if previous >= 0 else final_alpha.to(device)
-        step_beta = 1.0 - alpha_bar / alpha_bar_prev
-
-        if config.guidance == "dps":
-            state = state.detach().requires_grad_(True)
-            with torch.enable_grad():
-                noise = prior.predict_noise(state, timestep)
-                clean_estimate = (state - (1 - alpha_bar).sqrt() * noise) / alpha_bar.sqrt()
-                residual = measurement - operator(clean_estimate)
-                (gradient,) = torch.autograd.grad(0.5 * inverse_sigma2 * residual.pow(2).sum(), state)
-            ascent = -gradient
-            noise, clean_estimate, residual, state = noise.detach(), clean_estimate.detach(), residual.detach(), state.detach()
-        else:
-            with torch.no_grad():
-                noise = prior.predict_noise(state, timestep)
-                clean_estimate = (state - (1 - alpha_bar).sqrt() * noise) / alpha_bar.sqrt()
-                residual = measurement - operator(clean_estimate)
-                if config.guidance == "consistency":
-                    ascent = operator.approximate_inverse(residual)
-                else:
-                    ascent = operator.adjoint(residual) * (inverse_sigma2 / alpha_bar.sqrt())
-
+    for step in steps[:steps_to_run]:
+        update, noise, clean_estimate = guide(prior, operator, measurement, state, step, config)
         with torch.no_grad():
-            if config.guidance == "consistency":
-                step_size = config.consistency_weight * alpha_bar.sqrt()  # x̂0 moves by λ B r
-            else:
-                step_size = config.zeta / residual.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
-            update = step_size * ascent
             state = state + update
-            energy[index] = (update.pow(2) / step_beta).sum(dim=1).mean(dim=0)
-            state = scheduler.step(noise, timestep, state, generator=generator).prev_sample
-        yield KlipProgress(index + 1, steps_to_run, time.perf_counter() - start)
+            energy[step.index] = (update.pow(2) / step.beta).sum(dim=1).mean(dim=0)
+            state = ancestral_step(prior, state, noise, step, generator)
+        yield Progress(step.index + 1, steps_to_run, time.perf_counter() - start)
 
-    final = state if steps_to_run == len(timesteps) else clean_estimate
+    final = state if steps_to_run == len(steps) else clean_estimate
     final = final.detach()
     trace = KlipTrace(
         energy=energy.cpu().numpy(),
@@ -285,11 +195,14 @@ def run_klip(
     operator: Operator,
     measurement: Any,
     config: KlipConfig | None = None,
-    progress: Callable[[KlipProgress], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
-) -> KlipTrace | None:
-    """Run :func:`iter_klip_sampling` to the end; returns ``None`` if ``should_cancel`` stopped it."""
-    from ..progress import drive
+) -> KlipTrace:
+    """Run :func:`iter_klip_sampling` to the end.
 
-    _, trace, _ = drive(iter_klip_sampling(prior, operator, measurement, config), progress, should_cancel)
-    return trace
+    Raises
+    ------
+    Cancelled
+        When ``should_cancel`` stopped it.
+    """
+    return drive(iter_klip_sampling(prior, operator, measurement, config), progress, should_cancel)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..options import DEFAULT_THRESHOLD, THRESHOLD_RULES
+
 #: The paper's score window as fractions of the sampling run: steps [65, 85) of 100.
 DEFAULT_WINDOW_FRACTION = (0.65, 0.85)
 
@@ -76,10 +78,7 @@ def image_score(score_map: np.ndarray) -> float:
     return float(np.max(score_map))
 
 
-THRESHOLD_RULES = ("median-multiple", "percentile", "value")
-
-
-def threshold_blocks(score_map: np.ndarray, rule: str = "median-multiple:3") -> tuple[np.ndarray, float]:
+def threshold_blocks(score_map: np.ndarray, rule: str = DEFAULT_THRESHOLD) -> tuple[np.ndarray, float]:
     """Flag blocks whose score exceeds a threshold.
 
     Parameters

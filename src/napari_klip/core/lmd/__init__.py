@@ -8,6 +8,7 @@ from .detector import (
     DISTANCE_NAMES,
     LIFTS,
     LmdConfig,
+    LmdProgress,
     LmdReconstructions,
     LmdScores,
     aggregate_distances,
@@ -17,7 +18,7 @@ from .detector import (
     measure,
     run_lmd,
 )
-from .inpaint import ReverseStepProgress, ReverseStepProgress as LmdProgress, ddpm_reverse_step, iter_reconstructions, respaced_timesteps
+from .inpaint import ReverseStepProgress, ddpm_reverse_step, iter_reconstructions, respaced_timesteps
 from .masks import MASK_KINDS, make_masks
 
 __all__ = [

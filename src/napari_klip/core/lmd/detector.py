@@ -16,74 +16,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..diffusion import respaced_timesteps
+from ..options import AGGREGATES, DISTANCE_NAMES, LIFTS, LmdConfig, check_choice
 from ..prior import DiffusionPrior
-from .inpaint import ReverseStepProgress, iter_reconstructions, respaced_timesteps
-from .masks import MASK_KINDS, make_masks
+from ..progress import Progress, drive
+from .inpaint import iter_reconstructions
+from .masks import lift_masks
 
-LIFTS = ("mask", "diffuse")
-AGGREGATES = ("median", "mean")
-DISTANCE_NAMES = ("lpips", "mse", "ssim", "prior-features")
+#: Progress of LMD's reverse process (the shared :class:`~napari_klip.core.progress.Progress`).
+LmdProgress = Progress
 
-
-@dataclass
-class LmdConfig:
-    """Settings of LMD.
-
-    Attributes
-    ----------
-    num_reconstructions : int
-        ``R`` reconstructions per image, run in one batch (paper: 10).
-    num_steps : int
-        Reverse steps, respaced over the prior's training schedule (the paper uses the full
-        1,000; see ``docs/benchmarks.md`` for the cost-accuracy curve).
-    mask : {"alternating-checkerboard", "checkerboard", "center", "random-patches"}
-        Lift mask (paper: alternating checkerboard).
-    mask_grid : int
-        Patches per side of the patch-based masks (paper: 8).
-    lift : {"mask", "diffuse"}
-        ``mask``: hide pixels and inpaint them; ``diffuse``: noise the whole image to
-        ``diffuse_step`` and denoise back (the paper's alternative lift).
-    diffuse_step : int
-        Training timestep the ``diffuse`` lift starts from (paper: 250, 500 or 750 of 1,000).
-    distance : {"lpips", "mse", "ssim", "prior-features"}
-        Image distance (paper: LPIPS with ImageNet AlexNet; ``prior-features`` needs no external
-        weights).
-    aggregate : {"median", "mean"}
-        How the ``R`` distances become the score (paper: median).
-    seed : int
-        Seed of the sampler's noise and of ``random-patches`` masks.
-    """
-
-    num_reconstructions: int = 10
-    num_steps: int = 100
-    mask: str = "alternating-checkerboard"
-    mask_grid: int = 8
-    lift: str = "mask"
-    diffuse_step: int = 500
-    distance: str = "lpips"
-    aggregate: str = "median"
-    seed: int = 0
-
-    def validate(self, prior: DiffusionPrior) -> None:
-        """Raise ``ValueError`` naming the first setting ``prior`` cannot run with."""
-        if isinstance(self.num_reconstructions, bool) or not isinstance(self.num_reconstructions, int) or self.num_reconstructions < 1:
-            raise ValueError(f"num_reconstructions must be an integer >= 1, got {self.num_reconstructions!r}")
-        if isinstance(self.num_steps, bool) or not isinstance(self.num_steps, int) or not 1 <= self.num_steps <= prior.num_train_timesteps:
-            raise ValueError(f"num_steps must be an integer in 1..{prior.num_train_timesteps}, got {self.num_steps!r}")
-        if self.lift not in LIFTS:
-            raise ValueError(f"unknown lift {self.lift!r}; expected one of {', '.join(LIFTS)}")
-        if self.mask not in MASK_KINDS:
-            raise ValueError(f"unknown mask kind {self.mask!r}; expected one of {', '.join(MASK_KINDS)}")
-        if self.distance not in DISTANCE_NAMES:
-            raise ValueError(f"unknown distance {self.distance!r}; expected one of {', '.join(DISTANCE_NAMES)}")
-        if self.aggregate not in AGGREGATES:
-            raise ValueError(f"unknown aggregate {self.aggregate!r}; expected one of {', '.join(AGGREGATES)}")
-        if self.lift == "diffuse" and not 0 < self.diffuse_step < prior.num_train_timesteps:
-            raise ValueError(f"diffuse_step must be in 1..{prior.num_train_timesteps - 1}, got {self.diffuse_step}")
-        lift_masks(self, prior.image_size)  # mask grid against the image size
-        if self.lift == "diffuse":
-            respaced_timesteps(prior, self.num_steps, self.diffuse_step)
-
+__all__ = ["AGGREGATES", "DISTANCE_NAMES", "LIFTS", "LmdConfig", "LmdProgress", "lift_masks"]
 
 @dataclass
 class LmdReconstructions:
@@ -137,16 +80,9 @@ class LmdScores:
     aggregate: str
 
 
-def lift_masks(config: LmdConfig, image_size: tuple[int, int]) -> np.ndarray:
-    """The ``(R, H, W)`` masks a config uses; the ``diffuse`` lift hides every pixel."""
-    if config.lift == "diffuse":
-        return np.ones((config.num_reconstructions, *image_size), bool)
-    return make_masks(config.mask, image_size, config.num_reconstructions, grid=config.mask_grid, seed=config.seed)
-
-
 def iter_lmd_reconstructions(
     prior: DiffusionPrior, images: torch.Tensor, config: LmdConfig | None = None
-) -> Generator[ReverseStepProgress, None, LmdReconstructions]:
+) -> Generator[Progress, None, LmdReconstructions]:
     """Lift and map: reconstruct every image ``R`` times in one batched reverse process.
 
     Parameters
@@ -158,7 +94,7 @@ def iter_lmd_reconstructions(
 
     Yields
     ------
-    ReverseStepProgress
+    Progress
         After every reverse step; closing the generator stops.
 
     Returns
@@ -168,10 +104,9 @@ def iter_lmd_reconstructions(
     config = config or LmdConfig()
     config.validate(prior)
     masks = lift_masks(config, prior.image_size)
-    start_step = config.diffuse_step if config.lift == "diffuse" else None
-    timesteps = respaced_timesteps(prior, config.num_steps, start_step)
+    timesteps = respaced_timesteps(prior, config.num_steps, config.start_step)
     start = time.perf_counter()
-    reconstructed = yield from iter_reconstructions(prior, images, masks, config.num_steps, config.seed, start_step)
+    reconstructed = yield from iter_reconstructions(prior, images, masks, config.num_steps, config.seed, config.start_step)
     return LmdReconstructions(
         images=reconstructed.cpu().numpy().astype(np.float32),
         masks=masks,
@@ -189,9 +124,8 @@ def aggregate_distances(distances: np.ndarray, how: str = "median") -> np.ndarra
         raise ValueError(f"distances must be shaped (N, R) with R >= 1, got {distances.shape}")
     if how == "median":
         return np.median(distances, axis=1)
-    if how == "mean":
-        return distances.mean(axis=1)
-    raise ValueError(f"unknown aggregate {how!r}; expected one of {', '.join(AGGREGATES)}")
+    check_choice("aggregate", how, AGGREGATES)
+    return distances.mean(axis=1)
 
 
 def masked_mean_maps(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -257,9 +191,9 @@ def run_lmd(
     config: LmdConfig | None = None,
     distance: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
     lpips_weights: Any = None,
-    progress: Callable[[ReverseStepProgress], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
-) -> tuple[LmdReconstructions, LmdScores] | None:
+) -> tuple[LmdReconstructions, LmdScores]:
     """LMD on a batch of images: build the distance (failing before any sampling), map, detect.
 
     Parameters
@@ -277,18 +211,18 @@ def run_lmd(
 
     Returns
     -------
-    (LmdReconstructions, LmdScores) or None
-        ``None`` when cancelled.
-    """
-    from ..progress import drive
+    (LmdReconstructions, LmdScores)
 
+    Raises
+    ------
+    Cancelled
+        When ``should_cancel`` stopped it.
+    """
     config = config or LmdConfig()
     config.validate(prior)
     if distance is None:
         from .distances import make_distance
 
         distance = make_distance(config.distance, prior=prior, lpips_weights=lpips_weights, device=prior.device)
-    finished, reconstructions, _ = drive(iter_lmd_reconstructions(prior, images, config), progress, should_cancel)
-    if not finished:
-        return None
+    reconstructions = drive(iter_lmd_reconstructions(prior, images, config), progress, should_cancel)
     return reconstructions, measure(distance, images.to(prior.device), reconstructions, config.aggregate)

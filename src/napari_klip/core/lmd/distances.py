@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..prior import DiffusionPrior
 
+from ..options import DISTANCE_NAMES
 from ._distance_base import DistanceResult, ImageDistance, _result, _working_dtype, check_image_pair
 from .lpips_distance import (
     ALEXNET_FEATURE_SHAPES,
@@ -81,7 +82,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`make_distance`.
-DISTANCES = ("lpips", "mse", "ssim", "prior-features")
+DISTANCES = DISTANCE_NAMES
 #: Default timestep of the prior-features distance (of a 1000-step schedule; scaled for others).
 PRIOR_FEATURE_TIMESTEP = 50
 

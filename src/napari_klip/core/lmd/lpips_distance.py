@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import resolve_device
+from ..errors import LpipsWeightsError, LpipsWeightsFormatError
 
 if TYPE_CHECKING:  # pragma: no cover
     import lpips
@@ -51,12 +52,6 @@ LPIPS_MIN_SIZE = 31
 LPIPS_RANDOM_BACKBONE_NAME = "lpips-random-backbone"
 
 
-class LpipsWeightsError(FileNotFoundError):
-    """No usable ImageNet AlexNet weights for LPIPS were found (napari-klip never downloads them)."""
-
-
-class LpipsWeightsFormatError(LpipsWeightsError):
-    """A file given as AlexNet weights does not hold AlexNet's convolution layers."""
 
 
 # --- LPIPS ----------------------------------------------------------------------------------

@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-MASK_KINDS = ("alternating-checkerboard", "checkerboard", "center", "random-patches")
+from ..options import MASK_KINDS, LmdConfig, check_choice, check_mask_grid
 
 
 def _patch_grid(image_size: tuple[int, int], grid: int) -> tuple[int, int]:
     """Patch height and width of a ``grid × grid`` split; the image sides must divide."""
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise ValueError(f"mask grid must be an integer >= 2, got {grid!r}")
-    height, width = image_size
-    if height % grid or width % grid:
-        raise ValueError(
-            f"a {grid}x{grid} mask grid needs image sides divisible by {grid}; the image is {height}x{width} "
-            f"(try a grid among {[g for g in range(2, min(height, width) + 1) if height % g == 0 and width % g == 0][:8]})"
-        )
-    return height // grid, width // grid
+    return check_mask_grid(grid, image_size)
 
 
 def _expand(patch_pattern: np.ndarray, patch_shape: tuple[int, int]) -> np.ndarray:
@@ -119,6 +111,12 @@ def make_masks(kind: str, image_size: tuple[int, int], count: int, grid: int = 8
         return checkerboard_masks(image_size, count, grid, alternate=False)
     if kind == "center":
         return center_masks(image_size, count)
-    if kind == "random-patches":
-        return random_patch_masks(image_size, count, grid, seed)
-    raise ValueError(f"unknown mask kind {kind!r}; expected one of {', '.join(MASK_KINDS)}")
+    check_choice("mask kind", kind, MASK_KINDS)
+    return random_patch_masks(image_size, count, grid, seed)
+
+
+def lift_masks(config: LmdConfig, image_size: tuple[int, int]) -> np.ndarray:
+    """The ``(R, H, W)`` masks a config uses (``True`` = inpainted); the ``diffuse`` lift hides every pixel."""
+    if config.lift == "diffuse":
+        return np.ones((config.num_reconstructions, *image_size), bool)
+    return make_masks(config.mask, image_size, config.num_reconstructions, grid=config.mask_grid, seed=config.seed)

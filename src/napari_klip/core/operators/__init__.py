@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Operator, ShapeMismatchError, check_batch
+from .checks import adjointness_error
 from .ct import SparseViewCT
 from .image_domain import Downsample, GaussianBlur, Identity, Inpainting, gaussian_kernel
 
@@ -54,6 +55,21 @@ def make_operator(name: str, **params: Any) -> Operator:
         raise ValueError(f"operator {name!r} does not take parameters {sorted(params)}: {error}") from error
 
 
+def build_operator(operator: "Operator | str", image_size: tuple[int, int], params: dict[str, Any] | None = None) -> Operator:
+    """An operator instance for images of ``image_size``: pass one through, or build it by name.
+
+    ``"ct"`` gets ``image_size`` filled in; ``"inpaint"`` needs ``params["mask"]``.
+    """
+    if isinstance(operator, Operator):
+        return operator
+    params = dict(params or {})
+    if operator == "ct":
+        params.setdefault("image_size", image_size)
+    if operator == "inpaint" and "mask" not in params:
+        raise ValueError("the inpaint operator needs a mask of known pixels: operator_params={'mask': array}")
+    return make_operator(operator, **params)
+
+
 __all__ = [
     "OPERATORS",
     "Downsample",
@@ -63,6 +79,8 @@ __all__ = [
     "Operator",
     "ShapeMismatchError",
     "SparseViewCT",
+    "adjointness_error",
+    "build_operator",
     "check_batch",
     "gaussian_kernel",
     "make_operator",

@@ -7,8 +7,7 @@ from typing import Any
 import torch
 
 
-class ShapeMismatchError(ValueError):
-    """An image or measurement does not have the shape an operator expects."""
+from ..errors import ShapeMismatchError
 
 
 def check_batch(tensor: Any, what: str, expected_hw: tuple[int, int] | None, operator: str) -> torch.Tensor:

@@ -1,0 +1,196 @@
+"""LMD (lift, map, detect) over numpy arrays: score an image or a stack.
+
+Example
+-------
+>>> from napari_klip.api import lmd_score                                  # doctest: +SKIP
+>>> from napari_klip.core.lmd import LmdConfig
+>>> result = lmd_score(digit, "priors/mnist32-tiny-cpu",
+...                    config=LmdConfig(num_steps=100, distance="lpips"),
+...                    lpips_weights="alexnet_features_imagenet.npz")
+>>> result.score, result.heatmap.shape, result.reconstructions.shape      # doctest: +SKIP
+
+Images whose size differs from the prior's are resized to it for scoring; the heatmap, masks and
+reconstructions are resized back to the input's shape. Inputs are never modified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.grid import check_image, check_stack, to_input_grid, to_prior_grid
+from ..core.lmd import LmdConfig, LmdReconstructions, LmdScores, run_lmd
+from ..core.lmd.distances import make_distance
+from ..core.options import DEFAULT_LMD_BATCH_SIZE
+from ..core.prior import DiffusionPrior, resolve_prior
+from ..core.progress import Progress, ProgressCallback, ShouldCancel
+
+__all__ = ["LmdResult", "score_image", "score_stack"]
+
+
+@dataclass
+class LmdResult:
+    """The LMD analysis of one image.
+
+    Attributes
+    ----------
+    score : float
+        The aggregated distance (median over reconstructions by default); larger = more
+        out-of-distribution.
+    distances : numpy.ndarray
+        ``(R,)`` distance of each reconstruction to the image.
+    heatmap : numpy.ndarray
+        Per-pixel distance, averaged over the reconstructions that inpainted each pixel, shaped
+        like the input (float32).
+    reconstructions : numpy.ndarray
+        ``(R, *input_shape)`` float32 in the input's intensity units.
+    masks : numpy.ndarray
+        ``(R, H, W)`` bool on the input's grid, ``True`` = inpainted.
+    parameters : dict
+        Settings, distance, prior, device, network calls and time — for result files.
+    """
+
+    score: float
+    distances: np.ndarray
+    heatmap: np.ndarray
+    reconstructions: np.ndarray
+    masks: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def score_stack(
+    images: Any,
+    prior: DiffusionPrior | str | Path | None = None,
+    *,
+    config: LmdConfig | None = None,
+    device: str = "auto",
+    lpips_weights: str | Path | None = None,
+    batch_size: int = DEFAULT_LMD_BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> list[LmdResult]:
+    """Score a stack of images with LMD, ``batch_size`` images (× R reconstructions) per batch.
+
+    Parameters
+    ----------
+    images : array-like
+        ``(N, H, W)`` grey images (``(N, H, W, C)`` for a colour prior) in the prior's intensity
+        units (``prior.metadata.intensity_range``).
+    prior : DiffusionPrior, str, Path or None
+        A loaded prior, a prior folder, or ``None`` for the bundled default.
+    config : LmdConfig, optional
+        Reconstructions, steps, mask, lift, distance, aggregate, seed.
+    device : str
+        Where to load a prior given as a path (``auto``/``cuda``/``mps``/``cpu``).
+    lpips_weights : str or Path, optional
+        ImageNet AlexNet weights for ``distance="lpips"``; without them the torch cache and
+        ``$NAPARI_KLIP_ALEXNET_WEIGHTS`` are searched, and their absence is an error raised before
+        any sampling.
+    batch_size : int
+        Images per batched reverse process. Results do not depend on it: every image draws its
+        noise from its own generator seeded with ``config.seed``.
+    progress : callable, optional
+        Called with a :class:`~napari_klip.core.progress.Progress` (``step``, ``total`` over all
+        batches) after every step.
+    should_cancel : callable, optional
+        Polled after every step; returning true stops the run.
+
+    Returns
+    -------
+    list of LmdResult
+
+    Raises
+    ------
+    Cancelled
+        When ``should_cancel`` returned true.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    prior = resolve_prior(prior, device)
+    config = config or LmdConfig()
+    config.validate(prior)
+    checked = check_stack(images, prior.channels)
+    distance = make_distance(config.distance, prior=prior, lpips_weights=lpips_weights, device=prior.device)
+    model_images = torch.from_numpy(np.stack([to_prior_grid(image, prior) for image in checked]))
+
+    batches = [model_images[begin : begin + batch_size] for begin in range(0, len(checked), batch_size)]
+    results: list[LmdResult] = []
+    steps_done = 0
+    for batch in batches:
+        offset = steps_done
+
+        def report(update: Progress, offset: int = offset) -> None:
+            if progress is not None:
+                progress(Progress(offset + update.step, update.total * len(batches), update.elapsed_s))
+
+        reconstructions, scores = run_lmd(prior, batch, config, distance=distance, progress=report, should_cancel=should_cancel)
+        steps_done += reconstructions.network_calls
+        for index in range(batch.shape[0]):
+            image = checked[len(results)]
+            results.append(_result(prior, config, image, reconstructions, scores, index))
+    return results
+
+
+def score_image(
+    image: Any,
+    prior: DiffusionPrior | str | Path | None = None,
+    *,
+    config: LmdConfig | None = None,
+    device: str = "auto",
+    lpips_weights: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    should_cancel: ShouldCancel | None = None,
+) -> LmdResult:
+    """Score one image with LMD: mask, inpaint with the prior, measure the distance.
+
+    Parameters
+    ----------
+    image : array-like
+        One ``(H, W)`` grey image (``(H, W, C)`` for a colour prior) in the prior's intensity units.
+    prior, config, device, lpips_weights, progress, should_cancel
+        As for :func:`score_stack`.
+
+    Returns
+    -------
+    LmdResult
+    """
+    prior = resolve_prior(prior, device)
+    checked = check_image(image, prior.channels)
+    options = {"config": config, "device": device, "lpips_weights": lpips_weights, "progress": progress, "should_cancel": should_cancel}
+    return score_stack(checked[None], prior, batch_size=1, **options)[0]
+
+
+def _result(
+    prior: DiffusionPrior, config: LmdConfig, image: np.ndarray, reconstructions: LmdReconstructions, scores: LmdScores, index: int
+) -> LmdResult:
+    """Image ``index`` of a batch, back on the input's grid and in its intensity units."""
+    shape = tuple(image.shape)
+    recon = prior.from_model_range(reconstructions.images[index])  # (R, C, H, W)
+    recon = recon[:, 0] if prior.channels == 1 else np.moveaxis(recon, 1, -1)
+    recon = np.stack([to_input_grid(r.astype(np.float32), shape, order=1) for r in recon])
+    masks = np.stack([to_input_grid(m.astype(np.uint8), shape[:2], order=0) for m in reconstructions.masks]).astype(bool)
+    parameters = {
+        "method": "lmd",
+        "settings": asdict(config),
+        "distance": scores.distance,
+        "prior": str(prior.path) if prior.path else None,
+        "prior_image_size": list(prior.image_size),
+        "input_shape": list(shape),
+        "device": str(prior.device),
+        "network_evaluations": reconstructions.evaluations_per_image,
+        "batched_network_calls": reconstructions.network_calls,
+        "images_in_batch": int(reconstructions.images.shape[0]),
+        "batch_wall_time_s": round(reconstructions.wall_time_s, 3),
+    }
+    return LmdResult(
+        score=float(scores.scores[index]),
+        distances=scores.distances[index].astype(np.float32),
+        heatmap=to_input_grid(scores.heatmaps[index], shape[:2], order=1),
+        reconstructions=recon,
+        masks=masks,
+        parameters=parameters,
+    )

@@ -1,0 +1,55 @@
+"""The ``napari-klip`` command line: ``napari-klip SUBCOMMAND --help`` for each subcommand.
+
+One module per subcommand (``train``, ``sample``, ``score``, ``lmd``, ``evaluate``, ``demo``,
+``info``), each with ``register(subparsers)``; shared options and file helpers in ``_common``.
+The command line starts without importing torch: the modules import only torch-free parts of
+:mod:`napari_klip.core` at module level (:mod:`~napari_klip.core.options` holds every default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..core.errors import NapariKlipError
+from . import demo, evaluate, info, lmd, sample, score, train
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+#: The subcommands, in the order ``--help`` lists them; each module registers its own parser.
+COMMANDS = (train, sample, score, lmd, evaluate, demo, info)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-klip",
+        description="Out-of-distribution detection and localization with diffusion priors (KLIP, LMD).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-klip {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``napari-klip`` command line; returns the exit code.
+
+    Errors a user can fix (missing files, bad images, occupied output folders, unavailable
+    devices) are printed as one line ``napari-klip: error: ...`` with exit code 1.
+    """
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return EXIT_USAGE if argv else 0
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, FileExistsError, NapariKlipError, ValueError, OSError) as error:
+        print(f"napari-klip: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+

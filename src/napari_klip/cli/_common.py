@@ -1,0 +1,213 @@
+"""What several commands share: option groups, reading stacks, output checks, progress bars, result files.
+
+Everything imported at module level here is torch-free (the command line starts without torch);
+the detectors are imported inside the functions that run them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.options import (
+    AGGREGATES,
+    DEFAULT_LMD_BATCH_SIZE,
+    DEFAULT_THRESHOLD,
+    DEVICE_CHOICES,
+    DISTANCE_NAMES,
+    GUIDANCE_MODES,
+    LIFTS,
+    MASK_KINDS,
+    OPERATOR_NAMES,
+    KlipConfig,
+    LmdConfig,
+    OperatorSettings,
+)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cuda|mps|cpu``."""
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default=DEVICE_CHOICES[0])
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Options every scoring command has: prior, steps, seed, device, output."""
+    parser.add_argument("--model", type=Path, help="prior folder (default: the bundled OrganAMNIST CT prior)")
+    parser.add_argument("--steps", type=int, default=KlipConfig.num_steps,
+                        help=f"sampling steps, respaced over the prior's schedule (default {KlipConfig.num_steps})")
+    parser.add_argument("--seed", type=int, default=0)
+    add_device_option(parser)
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def add_klip_options(parser: argparse.ArgumentParser) -> None:
+    """KLIP's options (shared by ``score`` and ``evaluate``): operator, sampler, maps."""
+    ops, klip = OperatorSettings, KlipConfig
+    parser.add_argument("--operator", choices=OPERATOR_NAMES, default=ops.name, help=f"forward model (default {ops.name})")
+    parser.add_argument("--n-views", type=int, default=ops.n_views, help=f"ct: equally spaced angles over [0, 180) (default {ops.n_views})")
+    parser.add_argument("--angles", type=float, nargs="+", help="ct: projection angles in degrees (overrides --n-views)")
+    parser.add_argument("--kernel-size", type=int, default=ops.kernel_size, help=f"blur: kernel side (default {ops.kernel_size})")
+    parser.add_argument("--sigma", type=float, default=ops.sigma, help=f"blur: Gaussian sigma in pixels (default {ops.sigma:g})")
+    parser.add_argument("--factor", type=int, default=ops.factor, help=f"downsample: factor (default {ops.factor})")
+    parser.add_argument("--mask", type=Path, help="inpaint: TIFF of known pixels (non-zero = known), prior-sized")
+    parser.add_argument("--noise-sigma", type=float, default=0.0, help="simulated measurement noise (intensity units)")
+    parser.add_argument("--samples", type=int, default=klip.num_samples, help=f"posterior samples per image (default {klip.num_samples})")
+    parser.add_argument("--zeta", type=float, default=klip.zeta, help=f"guidance step size zeta0 (default {klip.zeta:g})")
+    parser.add_argument("--sigma-y", type=float, default=klip.sigma_y)
+    parser.add_argument("--guidance", choices=GUIDANCE_MODES, default=klip.guidance,
+                        help="guidance step: jacobian-free (the paper's DDPM sampler), dps (backpropagates through the "
+                        "network), consistency (moves x0 by the operator's approximate inverse of the residual, e.g. "
+                        f"filtered back-projection for ct; not for blur). Default {klip.guidance}")
+    parser.add_argument("--consistency-weight", type=float, default=klip.consistency_weight,
+                        help="consistency guidance: fraction of the residual's approximate inverse added to x0 "
+                        f"(default {klip.consistency_weight:g})")
+    parser.add_argument("--block-size", type=int, help="block side on the prior's grid (default: ~16x16 blocks)")
+    parser.add_argument("--window", type=int, nargs=2, metavar=("START", "STOP"), help="step window (default: [65, 85) of 100, scaled)")
+    parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, help="label rule: median-multiple:K | percentile:P | value:V")
+
+
+def add_lmd_options(parser: argparse.ArgumentParser) -> None:
+    """LMD's own options (shared by ``lmd`` and ``evaluate --method lmd``)."""
+    lmd = LmdConfig
+    parser.add_argument("--reconstructions", type=int, default=lmd.num_reconstructions,
+                        help=f"LMD: reconstructions per image (default {lmd.num_reconstructions})")
+    parser.add_argument("--mask-kind", choices=MASK_KINDS, default=lmd.mask, help=f"LMD: lift mask (default {lmd.mask})")
+    parser.add_argument("--mask-grid", type=int, default=lmd.mask_grid, help=f"LMD: patches per side of the mask (default {lmd.mask_grid})")
+    parser.add_argument("--lift", choices=LIFTS, default=lmd.lift, help="LMD: mask+inpaint or diffuse+denoise")
+    parser.add_argument("--diffuse-step", type=int, default=lmd.diffuse_step, help=f"LMD: start step of --lift diffuse (default {lmd.diffuse_step})")
+    parser.add_argument("--distance", choices=DISTANCE_NAMES, default=lmd.distance, help=f"LMD: image distance (default {lmd.distance})")
+    parser.add_argument("--aggregate", choices=AGGREGATES, default=lmd.aggregate, help=f"LMD: over reconstructions (default {lmd.aggregate})")
+    parser.add_argument("--lpips-weights", help="LMD: ImageNet AlexNet weights for LPIPS (.npz or torchvision .pth)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_LMD_BATCH_SIZE,
+                        help=f"LMD: images per batched reverse process (default {DEFAULT_LMD_BATCH_SIZE})")
+
+
+def klip_config(args: argparse.Namespace) -> KlipConfig:
+    """The :class:`~napari_klip.core.options.KlipConfig` the options describe."""
+    return KlipConfig(num_samples=args.samples, num_steps=args.steps, zeta=args.zeta, sigma_y=args.sigma_y, guidance=args.guidance,
+                      consistency_weight=args.consistency_weight, seed=args.seed)
+
+
+def lmd_config(args: argparse.Namespace) -> LmdConfig:
+    """The :class:`~napari_klip.core.options.LmdConfig` the options describe."""
+    return LmdConfig(
+        num_reconstructions=args.reconstructions,
+        num_steps=args.steps,
+        mask=args.mask_kind,
+        mask_grid=args.mask_grid,
+        lift=args.lift,
+        diffuse_step=args.diffuse_step,
+        distance=args.distance,
+        aggregate=args.aggregate,
+        seed=args.seed,
+    )
+
+
+def klip_operator(args: argparse.Namespace, image_size: tuple[int, int]):
+    """The forward operator the options describe, for images of ``image_size``."""
+    from ..core.operators import build_operator
+
+    if args.operator == "ct":
+        params: dict[str, Any] = {"angles": args.angles} if args.angles else {"n_views": args.n_views}
+    elif args.operator == "blur":
+        params = {"kernel_size": args.kernel_size, "sigma": args.sigma}
+    elif args.operator == "downsample":
+        params = {"factor": args.factor}
+    elif args.operator == "inpaint":
+        if args.mask is None:
+            raise ValueError("--operator inpaint needs --mask (a TIFF of known pixels)")
+        import tifffile
+
+        params = {"mask": tifffile.imread(args.mask) != 0}
+    else:
+        params = {}
+    return build_operator(args.operator, image_size, params)
+
+
+def map_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``block_size``, ``window`` and ``threshold`` of KLIP's maps."""
+    return {"block_size": args.block_size, "window": tuple(args.window) if args.window else None, "threshold": args.threshold}
+
+
+def check_out(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
+    """Refuse to replace earlier outputs without ``--overwrite`` (the folder is made only when writing)."""
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"'{out}' already holds {', '.join(existing)}; pass --overwrite to replace them")
+
+
+def read_stack(path: Path, what: str) -> np.ndarray:
+    """A grey image or stack as ``(N, H, W)``; ``what`` names the option in errors."""
+    from ..core.data import read_images
+
+    stack = read_images(path)
+    if stack.ndim != 3:
+        raise ValueError(f"{what} '{path}' must be grey images (H, W) or a stack (N, H, W); got shape {stack.shape}")
+    return stack
+
+
+def progress_bar(total: int, description: str):
+    """A tqdm bar over steps (silent when not on a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="step", disable=None)
+
+
+def follow(bar: Any):
+    """A progress callback that moves ``bar`` to each update's ``step`` of ``total``."""
+
+    def progress(update: Any) -> None:
+        bar.total = update.total
+        bar.update(update.step - bar.n)
+
+    return progress
+
+
+def score_klip(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str) -> list:
+    """KLIP results of every image of ``stack`` (image ``i`` with seed ``seed + i``) behind one progress bar."""
+    from ..api.klip import score_stack
+
+    with progress_bar(len(stack) * args.steps, description) as bar:
+        return score_stack(stack, prior, operator=klip_operator(args, prior.image_size), noise_sigma=args.noise_sigma,
+                           config=klip_config(args), progress=follow(bar), **map_options(args))
+
+
+def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str) -> list:
+    """LMD results of every image of ``stack`` behind one progress bar."""
+    from ..api.lmd import score_stack
+
+    batches = -(-len(stack) // max(args.batch_size, 1))
+    with progress_bar(batches * args.steps, description) as bar:
+        return score_stack(stack, prior, config=lmd_config(args), lpips_weights=args.lpips_weights, batch_size=args.batch_size,
+                           progress=follow(bar))
+
+
+def write_tiff(path: Path, array: np.ndarray) -> None:
+    """Write a grey image or stack (never interpreted as RGB, whatever its shape)."""
+    import tifffile
+
+    tifffile.imwrite(path, array, photometric="minisblack")
+
+
+def as_written(arrays: list[np.ndarray]) -> np.ndarray:
+    """One image as it is, several as a stack."""
+    return arrays[0] if len(arrays) == 1 else np.stack(arrays)
+
+
+def write_result_json(out: Path, results: list, start: float, method: str, **specific: Any) -> None:
+    """Write ``result.json`` (scores, method-specific fields, parameters, time) and say where outputs went."""
+    summary = {
+        "scores": [r.score for r in results],
+        **specific,
+        "parameters": results[0].parameters,
+        "slices": len(results),
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    }
+    (out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"{method} scored {len(results)} image(s); max score {max(summary['scores']):.4g}; outputs in {out}")

@@ -1,0 +1,96 @@
+"""``napari-klip train``: train a diffusion prior on in-distribution images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core.networks import NETWORK_PRESETS
+from ..core.options import SIZE_MODES
+from ..core.training import TrainingConfig
+from ._common import add_device_option
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand."""
+    defaults = TrainingConfig
+    train = commands.add_parser(
+        "train",
+        help="train a diffusion prior on in-distribution images",
+        description="Train a diffusion prior (diffusers UNet2DModel + DDPM schedule) on your in-distribution images.",
+    )
+    train.add_argument("--data", required=True, help="TIFF stack, folder of TIFF/PNG files, or FILE.npz:KEY")
+    train.add_argument("--out", required=True, type=Path, help="output folder (the prior, checkpoint.pt, training_log.json)")
+    train.add_argument("--image-size", type=int, default=defaults.image_size, help=f"side of the square training images (default {defaults.image_size})")
+    train.add_argument("--size-mode", choices=SIZE_MODES, default=defaults.size_mode)
+    train.add_argument("--network", choices=tuple(NETWORK_PRESETS), default=defaults.network, help=f"network size (default {defaults.network})")
+    train.add_argument("--steps", type=int, default=defaults.steps)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--lr", type=float, default=defaults.learning_rate, help=f"learning rate (default {defaults.learning_rate:g})")
+    train.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    train.add_argument("--ema", type=float, default=defaults.ema_decay, help="EMA decay of the saved weights (0 disables)")
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    add_device_option(train)
+    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    train.add_argument("--log-every", type=int, default=defaults.log_every)
+    train.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to [-1, 1] (default: 0-255 for uint8, else data min-max)")
+    train.add_argument("--max-images", type=int, help="use only the first N images")
+    train.add_argument("--flip", action="store_true", help="augment with random left-right flips")
+    train.add_argument("--description", help="training-data description stored with the prior")
+    group = train.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    group.add_argument("--overwrite", action="store_true", help="replace earlier training output in OUT")
+    train.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, with a progress bar; Ctrl-C saves a checkpoint and exits with 130."""
+    from tqdm import tqdm
+
+    from ..core.data import read_images
+    from ..core.training import iter_training
+
+    images = read_images(args.data)
+    if args.max_images is not None:
+        if args.max_images < 1:
+            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+        images = images[: args.max_images]
+    config = TrainingConfig(
+        image_size=args.image_size,
+        size_mode=args.size_mode,
+        network=args.network,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup_steps,
+        ema_decay=args.ema,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        intensity_range=tuple(args.intensity_range) if args.intensity_range else None,
+        horizontal_flip=args.flip,
+        training_data=args.description or f"{args.data} ({len(images)} images)",
+    )
+    steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)
+    bar = tqdm(total=config.steps, desc="training", unit="step", disable=None)
+    try:
+        while True:
+            try:
+                update = next(steps)
+            except StopIteration as finished:
+                result = finished.value
+                break
+            if bar.n == 0 and update.step > 1:
+                bar.update(update.step - 1)
+            bar.update(1)
+            bar.set_postfix(loss=f"{update.loss:.4f}")
+    except KeyboardInterrupt:
+        steps.close()
+        bar.close()
+        print(f"interrupted; checkpoint saved — continue with --resume --out {args.out}", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"prior written to {result.out_dir} ({result.steps_done} steps, final loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s)")
+    return 0

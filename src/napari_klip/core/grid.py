@@ -1,0 +1,78 @@
+"""Between the user's image grid and the prior's: checks, resizing and intensity mapping.
+
+Every detector scores on the prior's grid (its ``image_size``) and gives its image-space
+outputs back on the input's: images go to the prior's grid by :func:`resize_to_grid` (linear,
+anti-aliased), outputs come back by :func:`to_input_grid` (linear for maps, nearest neighbour
+for labels and masks), pixel masks go to the prior's grid by :func:`mask_to_prior_grid`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .data import check_image_stack
+from .errors import ImageDataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .prior import DiffusionPrior
+
+
+def check_image(image: Any, channels: int) -> np.ndarray:
+    """One finite real image shaped ``(H, W)`` (or ``(H, W, C)`` for a C-channel prior), else ``ImageDataError``."""
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == channels and channels > 1:
+        stack = check_image_stack(array[None], name="image")
+    elif array.ndim == 2:
+        stack = check_image_stack(array, name="image")
+    else:
+        expected = "(H, W)" if channels == 1 else f"(H, W, {channels})"
+        raise ImageDataError(f"image: expected one image shaped {expected} for a {channels}-channel prior, got shape {array.shape}")
+    return stack[0]
+
+
+def check_stack(images: Any, channels: int) -> list[np.ndarray]:
+    """The images of a ``(N, H, W)`` stack (``(N, H, W, C)`` for a C-channel prior), each checked by :func:`check_image`."""
+    stack = np.asarray(images)
+    if stack.ndim != (3 if channels == 1 else 4):
+        shape = "(N, H, W)" if channels == 1 else f"(N, H, W, {channels})"
+        raise ValueError(f"images: expected a stack shaped {shape} for a {channels}-channel prior, got shape {stack.shape}")
+    return [check_image(image, channels) for image in stack]
+
+
+def resize_to_grid(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """``image`` (``(H, W)`` or channels first ``(C, H, W)``) resized to ``grid`` (linear, anti-aliased).
+
+    The arithmetic keeps the input's floating dtype; an image already on ``grid`` is returned as is.
+    """
+    from skimage.transform import resize
+
+    if image.shape[-2:] == tuple(grid):
+        return image
+    return resize(image, (*image.shape[:-2], *grid), order=1, anti_aliasing=True, preserve_range=True)
+
+
+def to_prior_grid(image: np.ndarray, prior: "DiffusionPrior") -> np.ndarray:
+    """``(C, H_prior, W_prior)`` float32 in model units."""
+    data = image.astype(np.float32)
+    data = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
+    return prior.to_model_range(resize_to_grid(data, prior.image_size).astype(np.float32))
+
+
+def to_input_grid(array: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:
+    """Resize ``array`` to ``shape`` (spline ``order``: 1 linear, 0 nearest) unless it already has it."""
+    from skimage.transform import resize
+
+    if array.shape == shape:
+        return array
+    return resize(array, shape, order=order, anti_aliasing=False, preserve_range=True).astype(array.dtype)
+
+
+def mask_to_prior_grid(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A pixel mask on the prior's grid (nearest neighbour), where the score maps live."""
+    from skimage.transform import resize
+
+    if mask.shape == tuple(size):
+        return mask.astype(bool)
+    return resize(mask.astype(np.float32), size, order=0, anti_aliasing=False) > 0.5

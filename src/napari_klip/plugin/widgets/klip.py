@@ -1,0 +1,169 @@
+"""Dock widget: the KLIP detector on an image layer or a simulated-measurement layer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
+
+from ...api.klip import score_image, score_measurement
+from ...api.layers import klip_layer_data
+from ...api.measurements import MeasurementInfo
+from ...core.options import GUIDANCE_MODES, KlipConfig, OperatorSettings
+from ._controls import OperatorControls, info_label
+from ._detector import DetectorWidget
+from ._layer_task import LayerInput
+from ._task import Job, run_per_slice
+
+
+def block_sizes(image_size: tuple[int, int]) -> list[int]:
+    """Block sides that tile an image of ``image_size`` exactly."""
+    height, width = image_size
+    return [size for size in range(1, min(height, width) + 1) if height % size == 0 and width % size == 0]
+
+
+class KlipWidget(DetectorWidget):
+    """KLIP: heatmap, flagged blocks and reconstruction of an image or a measurement.
+
+    For an image layer, a measurement is simulated with the chosen operator (as
+    :func:`napari_klip.api.score_image` does); a layer made by the *Simulate measurement* widget
+    is scored as it is, with the operator rebuilt from its metadata. After a run, the block size
+    and the step window recompute the maps from the stored trace without sampling again.
+    """
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(napari_viewer, "KLIP detector")
+        self.input_kind = info_label()
+        self.operator = OperatorControls()
+        self.noise_sigma = FloatSpinBox(label="noise sigma", value=0.0, min=0.0, max=1e6, step=0.5, tooltip="simulated measurement noise")
+        self.samples = SpinBox(label="samples", value=KlipConfig.num_samples, min=1, max=256, tooltip="posterior samples per image")
+        self.steps = SpinBox(label="steps", value=KlipConfig.num_steps, min=1, max=1000, tooltip="reverse diffusion steps")
+        self.guidance = ComboBox(
+            label="guidance", choices=list(GUIDANCE_MODES), value=KlipConfig.guidance,
+            tooltip="jacobian-free: the paper's DDPM sampler; consistency: steps along the approximate inverse of the "
+                    "residual (filtered back-projection for CT; not for blur); dps: backpropagates through the network",
+        )
+        self.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps, self.guidance])
+        self.add_footer()
+        self._block_sizes: list[int] = []
+        # choices from a callable: napari calls reset_choices on every layer change
+        self.block_size = ComboBox(label="block size", choices=lambda _widget: self._block_sizes, enabled=False, tooltip="recomputed from the stored trace")
+        self.window_start = SpinBox(label="window start", value=0, min=0, max=1000, enabled=False)
+        self.window_stop = SpinBox(label="window stop", value=1, min=1, max=1000, enabled=False)
+        self.extend([self.block_size, self.window_start, self.window_stop])
+        self._setting_controls = False
+        for control in (self.block_size, self.window_start, self.window_stop):
+            control.changed.connect(self._on_rescore_control)
+        self.input.changed.connect(self._on_input)
+        self._on_input(self.input.value)
+
+    # --- input ------------------------------------------------------------------------------
+    def _on_input(self, layer: Any) -> None:
+        try:
+            info = MeasurementInfo.from_metadata(layer.metadata) if layer is not None else None
+        except ValueError as error:
+            self.input_kind.value = str(error)
+            return
+        self.operator.enabled = self.noise_sigma.enabled = info is None
+        if info is None:
+            self.input_kind.value = "Image: a measurement is simulated with this operator."
+        else:
+            grid = "×".join(map(str, info.grid))
+            self.input_kind.value = f"Measurement of '{info.source}': {info.operator.describe()} on a {grid} grid, noise σ {info.noise_sigma:g}."
+
+    # --- running ----------------------------------------------------------------------------
+    def prepare(self) -> Job:
+        source = self.read_input()
+        prior_choice = self.prior_choice()
+        info = MeasurementInfo.from_metadata(source.metadata)
+        if info is not None and tuple(source.slices[0].shape) != info.measurement_shape():
+            raise ValueError(
+                f"'{source.name}' holds measurements shaped {tuple(source.slices[0].shape)}, but its operator "
+                f"({info.operator.describe()}) makes {info.measurement_shape()}"
+            )
+        config = KlipConfig(num_samples=self.samples.value, num_steps=self.steps.value, guidance=self.guidance.value, seed=self.seed.value)
+        settings = self.operator.settings()
+        geometry = info.image_geometry(source.geometry) if info is not None else source.geometry
+        return Job(
+            work=partial(self._score, prior_choice, source, info, settings, float(self.noise_sigma.value), config),
+            finish=partial(self._show, source, geometry),
+            total=config.num_steps * len(source.selection),
+            description=f"scoring '{source.name}'",
+        )
+
+    def _score(
+        self,
+        prior_choice: tuple[Any, str],
+        source: LayerInput,
+        info: MeasurementInfo | None,
+        settings: OperatorSettings,
+        noise_sigma: float,
+        config: Any,
+        report: Any,
+        should_cancel: Any,
+    ) -> list[Any]:
+        """In the worker thread: score the selected slices one by one."""
+        prior = self.load_prior(prior_choice, source)
+        if info is not None and tuple(info.grid) != tuple(prior.image_size):
+            raise ValueError(
+                f"'{source.name}' was simulated on a {info.grid} grid but the prior's images are {tuple(prior.image_size)}; "
+                "simulate it again with the prior's size as grid"
+            )
+        operator = info.operator.build(prior.image_size) if info is not None else None
+
+        def one(image: Any, position: int, progress: Any) -> Any:
+            seed = source.selection.seed_for(config.seed, source.selection.indices[position])
+            common = {"config": replace(config, seed=seed), "progress": lambda update: progress(update.step), "should_cancel": should_cancel}
+            if operator is not None:
+                return score_measurement(image, operator, prior, output_shape=info.image_shape, **common)
+            params = settings.operator_params(prior.image_size)
+            return score_image(image, prior, operator=settings.name, operator_params=params, noise_sigma=noise_sigma, **common)
+
+        return run_per_slice(source.slices, one, config.num_steps, report, should_cancel)
+
+    def _show(self, source: LayerInput, geometry: dict[str, tuple], results: list[Any]) -> None:
+        self.store_and_show(source, results, klip_layer_data, geometry)
+        self._set_rescore_controls(results[0])
+        if any((r.block_size, r.window) != (results[0].block_size, results[0].window) for r in self.results.computed()):
+            self.rescore()
+        self.show_scores()
+        self.status.value = f"Scored {len(results)} slice(s) of '{source.name}'."
+
+    # --- rescoring without sampling ---------------------------------------------------------
+    def _set_rescore_controls(self, result: Any) -> None:
+        steps_run = int(result.trace.energy.shape[0])
+        self._setting_controls = True
+        try:
+            self._block_sizes = block_sizes(tuple(result.trace.energy.shape[-2:]))
+            self.block_size.reset_choices()
+            self.block_size.value = result.block_size
+            self.window_start.max = steps_run - 1
+            self.window_stop.max = steps_run
+            self.window_start.value, self.window_stop.value = result.window
+            for control in (self.block_size, self.window_start, self.window_stop):
+                control.enabled = True
+        finally:
+            self._setting_controls = False
+
+    def _on_rescore_control(self, *_: Any) -> None:
+        if not self._setting_controls and not self.is_running:
+            self.rescore()
+
+    def rescore(self) -> None:
+        """Recompute heatmaps, labels and scores for the chosen block size and window (no sampling)."""
+        if not self.results.computed():
+            return
+        window = (self.window_start.value, self.window_stop.value)
+        if window[0] >= window[1]:
+            self.status.value = f"The window start ({window[0]}) must be below its stop ({window[1]})."
+            return
+        try:
+            self.results.map(lambda result: result.rescore(block_size=self.block_size.value, window=window))
+        except ValueError as error:
+            self._report_error(error)
+            return
+        self.refresh_layers()
+        self.show_scores()
+        self.status.value = f"Rescored with block size {self.block_size.value}, window {window[0]}–{window[1]}."

@@ -1,0 +1,123 @@
+"""Dock widget: train a diffusion prior on image layers or a folder of images."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Select, SpinBox
+
+from ...core.data import read_images
+from ...core.networks import NETWORK_PRESETS
+from ...core.progress import drive
+from ...core.training import TrainingConfig, iter_training
+from ._controls import device_box, image_layer_choices, seed_box
+from ._task import Job, TaskWidget
+
+LAYERS = "image layers"
+FOLDER = "folder"
+
+
+def stack_layers(layers: list[Any]) -> np.ndarray:
+    """All slices of the given image layers as one ``(N, H, W)`` (or ``(N, H, W, C)``) stack.
+
+    Raises
+    ------
+    ValueError
+        Without layers, or when their slices differ in size or colour.
+    """
+    if not layers:
+        raise ValueError("choose at least one image layer to train on")
+    stacks = []
+    for layer in layers:
+        data = np.asarray(layer.data)
+        image_axes = 3 if getattr(layer, "rgb", False) else 2
+        stacks.append(data.reshape(-1, *data.shape[data.ndim - image_axes :]))
+    shapes = {stack.shape[1:] for stack in stacks}
+    if len(shapes) > 1:
+        raise ValueError(f"the chosen layers' slices differ in shape ({', '.join(map(str, sorted(shapes)))}); train on layers of one size")
+    return np.concatenate(stacks).copy()
+
+
+class TrainPriorWidget(TaskWidget):
+    """Train a prior with :func:`napari_klip.core.training.iter_training`, showing the loss.
+
+    Cancelling saves a checkpoint in the output folder; tick *resume* to continue from it.
+    """
+
+    run_text = "Train"
+    cancelled_text = "Cancelled: a checkpoint was saved in the prior folder; tick resume to continue from it."
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(napari_viewer, "Train prior")
+        defaults = TrainingConfig()
+        self.source = ComboBox(label="train on", choices=[LAYERS, FOLDER], value=LAYERS)
+        self.layers = Select(label="image layers", choices=image_layer_choices(napari_viewer))
+        self.folder = FileEdit(label="image folder", mode="d", visible=False)
+        self.output = FileEdit(label="prior folder", mode="d", tooltip="where the prior is written")
+        self.image_size = SpinBox(label="image size", value=defaults.image_size, min=8, max=512, step=8)
+        self.network = ComboBox(label="network", choices=list(NETWORK_PRESETS), value="tiny")
+        self.steps = SpinBox(label="steps", value=3000, min=1, max=10_000_000)
+        self.batch_size = SpinBox(label="batch size", value=defaults.batch_size, min=1, max=4096)
+        self.learning_rate = FloatSpinBox(label="learning rate", value=defaults.learning_rate, min=1e-7, max=1.0, step=1e-4)
+        self.resume = CheckBox(text="resume from the folder's checkpoint", value=False)
+        self.overwrite = CheckBox(text="overwrite earlier training output", value=False)
+        self.seed = seed_box()
+        self.device = device_box()
+        self.extend(
+            [self.source, self.layers, self.folder, self.output, self.image_size, self.network, self.steps, self.batch_size,
+             self.learning_rate, self.seed, self.device, self.resume, self.overwrite, self.run_button, self.status]
+        )
+        self.source.changed.connect(self._on_source)
+
+    def _on_source(self, value: str) -> None:
+        self.layers.visible = value == LAYERS
+        self.folder.visible = value == FOLDER
+
+    def _images(self) -> tuple[np.ndarray, str]:
+        if self.source.value == LAYERS:
+            layers = list(self.layers.value)
+            return stack_layers(layers), "napari layers: " + ", ".join(layer.name for layer in layers)
+        folder = Path(self.folder.value).expanduser()
+        if str(self.folder.value) in ("", ".") or not folder.is_dir():
+            raise ValueError(f"choose an existing folder of TIFF/PNG images (got '{self.folder.value}')")
+        return read_images(folder), str(folder)
+
+    def prepare(self) -> Job:
+        images, description = self._images()
+        if str(self.output.value) in ("", "."):
+            raise ValueError("choose the folder the prior is written to")
+        config = TrainingConfig(
+            image_size=self.image_size.value,
+            network=self.network.value,
+            steps=self.steps.value,
+            batch_size=self.batch_size.value,
+            learning_rate=self.learning_rate.value,
+            seed=self.seed.value,
+            device=self.device.value,
+            checkpoint_every=max(1, self.steps.value // 10),
+            training_data=description,
+        )
+        config.validate()
+        out_dir = Path(self.output.value).expanduser()
+        return Job(
+            work=partial(self._train, images, out_dir, config, self.resume.value, self.overwrite.value),
+            finish=self._show,
+            total=config.steps,
+            description=f"training on {len(images)} images",
+        )
+
+    @staticmethod
+    def _train(images: np.ndarray, out_dir: Path, config: Any, resume: bool, overwrite: bool, report: Any, should_cancel: Any) -> Any:
+        """In the worker thread; closing the generator on cancel saves a checkpoint."""
+        steps = iter_training(images, out_dir, config, resume=resume, overwrite=overwrite)
+        return drive(steps, lambda update: report(update.step, update.total, f"loss {update.loss:.4f}"), should_cancel)
+
+    def _show(self, result: Any) -> None:
+        from napari.utils.notifications import show_info
+
+        message = f"Prior saved to '{result.out_dir}': {result.steps_done} steps, final loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s."
+        self.status.value = message
+        show_info(message)

@@ -1,0 +1,124 @@
+"""KLIP / LMD results as napari layer data, added to and updated in a viewer (no Qt needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_klip.api import lmd_score, score_image
+from napari_klip.core.klip import KlipConfig
+from napari_klip.core.lmd import LmdConfig
+from napari_klip.core.prior import create_prior
+from napari_klip.api.layers import add_to_viewer, klip_layer_data, layer_data, lmd_layer_data
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return create_prior(16, channels=1, network="tiny", intensity_range=(0.0, 255.0))
+
+
+@pytest.fixture(scope="module")
+def image():
+    yy, xx = np.mgrid[:20, :24]
+    return (((yy - 10) ** 2 + (xx - 12) ** 2 < 40) * 180.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def klip_result(prior, image):
+    return score_image(image, prior=prior, operator="blur", config=KlipConfig(num_samples=1, num_steps=4, seed=0))
+
+
+@pytest.fixture(scope="module")
+def lmd_result(prior, image):
+    return lmd_score(image, prior=prior, config=LmdConfig(num_reconstructions=2, num_steps=3, mask_grid=4, distance="mse"))
+
+
+def test_klip_layer_data_names_styles_and_geometry(klip_result, image):
+    data = klip_layer_data(klip_result, "ct", scale=(0.5, 0.7), translate=(1, 2), units=("mm", "mm"))
+    by_name = {kwargs["name"]: (array, kwargs, kind) for array, kwargs, kind in data}
+    assert list(by_name) == ["ct KLIP reconstruction", "ct KLIP heatmap", "ct KLIP labels"]
+    heatmap, kwargs, kind = by_name["ct KLIP heatmap"]
+    assert kind == "image" and heatmap.shape == image.shape and heatmap.dtype == np.float32
+    assert kwargs["colormap"] == "inferno" and kwargs["blending"] == "additive" and 0 < kwargs["opacity"] < 1
+    assert kwargs["contrast_limits"] == (pytest.approx(float(heatmap.min())), pytest.approx(float(heatmap.max())))
+    assert kwargs["scale"] == (0.5, 0.7) and kwargs["translate"] == (1, 2) and kwargs["units"] == ("mm", "mm")
+    assert kwargs["metadata"]["napari_klip"] == {"kind": "klip-heatmap", "source": "ct", "output": "KLIP heatmap", "scores": [klip_result.score]}
+    labels, _, kind = by_name["ct KLIP labels"]
+    assert kind == "labels" and np.array_equal(labels, klip_result.labels)
+    np.testing.assert_array_equal(by_name["ct KLIP reconstruction"][0], klip_result.reconstruction)
+
+
+def test_stacks_fill_unscored_slices_with_zeros(klip_result, lmd_result, image):
+    data = klip_layer_data([None, klip_result, None, None], "s", stack_shape=(2, 2), scale=(3, 1, 0.5, 0.5))
+    heatmap = data[1][0]
+    assert heatmap.shape == (2, 2, *image.shape)
+    np.testing.assert_array_equal(heatmap[0, 1], klip_result.heatmap)
+    assert not heatmap[0, 0].any() and not heatmap[1].any()
+    reconstructions, kwargs, _ = lmd_layer_data([lmd_result, None], "s", scale=(3, 0.5, 0.5), units=("mm",) * 3)[0]
+    # the reconstruction index is an extra leading axis: the image axes stay aligned with the input
+    assert reconstructions.shape == (2, 2, *image.shape)
+    np.testing.assert_array_equal(reconstructions[:, 0], lmd_result.reconstructions)
+    assert kwargs["scale"] == (1.0, 3, 0.5, 0.5) and kwargs["units"] == ("pixel", "mm", "mm", "mm")
+    with pytest.raises(ValueError, match="no result"):
+        klip_layer_data([None, None], "s")
+    with pytest.raises(ValueError, match="scale has 2 entries"):
+        klip_layer_data([klip_result], "s", scale=(1.0, 1.0))  # a stack of one has 3 axes
+
+
+def test_layer_data_dispatches_on_the_result_type(klip_result, lmd_result):
+    assert [kwargs["name"] for _, kwargs, _ in layer_data(lmd_result, "x")] == ["x LMD reconstructions", "x LMD heatmap"]
+    assert len(layer_data([klip_result, klip_result], "x")) == 3
+    with pytest.raises(TypeError, match="KlipResult or LmdResult"):
+        layer_data(object(), "x")
+
+
+def test_add_to_viewer_updates_its_own_layers_and_leaves_others_alone(klip_result, image):
+    napari = pytest.importorskip("napari")
+    viewer = napari.components.ViewerModel()
+    user_layer = viewer.add_image(np.ones(image.shape), name="ct KLIP heatmap")  # same name, not ours
+    first = add_to_viewer(viewer, klip_result, "ct", scale=(2.0, 2.0))
+    assert len(viewer.layers) == 4 and user_layer in viewer.layers and first[1] is not user_layer
+    assert np.all(user_layer.data == 1)
+    heatmap_layer = first[1]
+    assert tuple(heatmap_layer.scale) == (2.0, 2.0) and heatmap_layer.blending == "additive"
+    heatmap_layer.opacity = 0.9  # a user's change survives updates
+
+    coarser = klip_result.rescore(block_size=8, window=(0, 4))
+    second = add_to_viewer(viewer, coarser, "ct", scale=(2.0, 2.0))
+    assert len(viewer.layers) == 4 and second[1] is heatmap_layer
+    np.testing.assert_array_equal(heatmap_layer.data, coarser.heatmap)
+    assert heatmap_layer.opacity == 0.9
+    assert heatmap_layer.contrast_limits == [pytest.approx(float(coarser.heatmap.min())), pytest.approx(float(coarser.heatmap.max()))]
+
+    position = list(viewer.layers).index(heatmap_layer)
+    stacked = add_to_viewer(viewer, [klip_result, coarser], "ct")  # another dimensionality: replaced in place
+    assert len(viewer.layers) == 4 and stacked[1].data.shape == (2, *image.shape)
+    assert heatmap_layer not in viewer.layers and list(viewer.layers).index(stacked[1]) == position
+
+
+def test_scripting_modules_import_neither_napari_nor_qt_nor_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_klip.layers, napari_klip.api.layers, napari_klip.api.measurements, napari_klip.plugin.sample_data; "
+        "print(','.join(m for m in ('napari', 'qtpy', 'PyQt5', 'magicgui', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_measurements_of_two_operators_are_two_layers_and_reruns_update_them():
+    napari = pytest.importorskip("napari")
+    from napari_klip.api.layers import add_layer_data, measurement_layer_data
+    from napari_klip.api.measurements import MeasurementInfo, OperatorSettings
+
+    viewer = napari.components.ViewerModel()
+    geometry = {"scale": (2.0, 0.5, 0.5), "translate": (0.0, 0.0, 0.0), "units": ("mm",) * 3, "axis_labels": ("z", "y", "x")}
+    for name, shape in (("ct", (6, 23)), ("blur", (16, 16)), ("ct", (6, 23))):
+        info = MeasurementInfo(OperatorSettings(name, n_views=6), grid=(16, 16), noise_sigma=0.0, seed=0, image_shape=(32, 32), image_scale=(0.5, 0.5))
+        add_layer_data(viewer, measurement_layer_data([np.ones(shape), None], "slices", info=info, **geometry))
+    assert [layer.name for layer in viewer.layers] == ["slices ct measurement", "slices blur measurement"]
+    sinogram = viewer.layers["slices ct measurement"]
+    assert sinogram.data.shape == (2, 6, 23) and tuple(sinogram.scale) == (2.0, 30.0, 1.0)
+    assert MeasurementInfo.from_metadata(sinogram.metadata).operator.n_views == 6

@@ -1,0 +1,121 @@
+"""``napari-klip score`` and ``napari-klip evaluate`` end to end on a tiny prior."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_klip.cli import main
+from napari_klip.core.operators import SparseViewCT
+from napari_klip.core.prior import create_prior
+
+FAST = ["--samples", "2", "--steps", "6", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return create_prior(16, network="tiny", intensity_range=(0.0, 255.0)).save(tmp_path_factory.mktemp("m") / "prior")
+
+
+@pytest.fixture
+def stack(disc_images):
+    return disc_images[:3]
+
+
+def test_score_stack_writes_all_outputs(tmp_path, model, stack, capsys):
+    tifffile.imwrite(tmp_path / "in.tif", stack, photometric="minisblack")
+    out = tmp_path / "out"
+    assert main(["score", "--model", str(model), "--input", str(tmp_path / "in.tif"), "--operator", "ct", "--n-views", "5", *FAST, "--out", str(out)]) == 0
+    assert "scored 3 image(s)" in capsys.readouterr().out
+    assert tifffile.imread(out / "heatmap.tif").shape == stack.shape
+    assert tifffile.imread(out / "labels.tif").shape == stack.shape
+    assert tifffile.imread(out / "reconstruction.tif").shape == stack.shape
+    trace = np.load(out / "trace.npz")
+    assert trace["energy"].shape == (3, 6, 16, 16)
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["scores"]) == 3 and result["parameters"]["operator"]["name"] == "ct"
+    assert result["window"] == [4, 5] and result["block_size"] == 1
+    before = (out / "heatmap.tif").read_bytes()
+    assert main(["score", "--model", str(model), "--input", str(tmp_path / "in.tif"), *FAST, "--out", str(out)]) == 1
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert (out / "heatmap.tif").read_bytes() == before
+
+
+def test_score_single_float_image_and_blur(tmp_path, model, stack):
+    tifffile.imwrite(tmp_path / "one.tif", stack[0].astype(np.float32), photometric="minisblack")
+    out = tmp_path / "out"
+    assert main(["score", "--model", str(model), "--input", str(tmp_path / "one.tif"), "--operator", "blur", "--kernel-size", "3", "--sigma", "1", *FAST, "--out", str(out)]) == 0
+    assert tifffile.imread(out / "heatmap.tif").shape == (16, 16)
+
+
+def test_score_ingests_a_measured_sinogram(tmp_path, model, stack):
+    angles = ["0", "45", "90", "135"]
+    operator = SparseViewCT(16, angles=[float(a) for a in angles])
+    sinogram = operator(torch.from_numpy(stack[0].astype(np.float64))[None, None])[0, 0].numpy().astype(np.float32)
+    tifffile.imwrite(tmp_path / "sino.tif", sinogram, photometric="minisblack")
+    out = tmp_path / "out"
+    assert main(["score", "--model", str(model), "--measurement", str(tmp_path / "sino.tif"), "--angles", *angles, *FAST, "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["parameters"]["measurement"] == "given" and result["parameters"]["operator"]["angles"] == [0.0, 45.0, 90.0, 135.0]
+    consistent = tmp_path / "consistency"
+    assert main(["score", "--model", str(model), "--measurement", str(tmp_path / "sino.tif"), "--angles", *angles, *FAST,
+                 "--guidance", "consistency", "--consistency-weight", "0.5", "--out", str(consistent)]) == 0
+    config = json.loads((consistent / "result.json").read_text())["parameters"]["sampler"]
+    assert config["guidance"] == "consistency" and config["consistency_weight"] == 0.5
+    assert not np.array_equal(np.load(consistent / "trace.npz")["energy"], np.load(out / "trace.npz")["energy"])
+    # wrong detector count: a clear error
+    tifffile.imwrite(tmp_path / "bad.tif", sinogram[:, :-2], photometric="minisblack")
+    assert main(["score", "--model", str(model), "--measurement", str(tmp_path / "bad.tif"), "--angles", *angles, *FAST, "--out", str(tmp_path / "o2")]) == 1
+
+
+def test_score_errors(tmp_path, model, capsys):
+    assert main(["score", "--model", str(model), *FAST, "--out", str(tmp_path / "o")]) == 1
+    assert "give --input" in capsys.readouterr().err
+    assert main(["score", "--input", str(tmp_path / "missing.tif"), *FAST, "--out", str(tmp_path / "o")]) == 1
+    tifffile.imwrite(tmp_path / "x.tif", np.zeros((16, 16), np.uint8), photometric="minisblack")
+    assert main(["score", "--model", str(model), "--input", str(tmp_path / "x.tif"), "--operator", "inpaint", *FAST, "--out", str(tmp_path / "o")]) == 1
+    assert "needs --mask" in capsys.readouterr().err
+    assert main(["score", "--model", str(model), "--input", str(tmp_path / "x.tif"), "--window", "5", "9", *FAST, "--out", str(tmp_path / "o")]) == 1
+    assert "window [5, 9)" in capsys.readouterr().err
+    assert main(["score", "--model", str(model), "--input", str(tmp_path / "x.tif"), "--operator", "blur", "--guidance", "consistency",
+                 *FAST, "--out", str(tmp_path / "o")]) == 1
+    assert "'blur' has none" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_writes_metrics_and_roc(tmp_path, model, disc_images, capsys):
+    id_stack = disc_images[:3]
+    ood_stack = disc_images[3:6].copy()
+    labels = np.zeros_like(ood_stack)
+    labels[:, 2:6, 2:6] = 1
+    ood_stack[labels > 0] = 255
+    for name, array in (("id.tif", id_stack), ("ood.tif", ood_stack), ("labels.tif", labels)):
+        tifffile.imwrite(tmp_path / name, array, photometric="minisblack")
+    out = tmp_path / "eval"
+    args = ["evaluate", "--model", str(model), "--id", str(tmp_path / "id.tif"), "--ood", str(tmp_path / "ood.tif"),
+            "--ood-labels", str(tmp_path / "labels.tif"), "--operator", "denoise", "--block-size", "2", *FAST, "--out", str(out)]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["dataset_level_auc"] <= 1.0 and metrics["id_images"] == 3 and metrics["ood_images"] == 3
+    assert len(metrics["image_level_per_image"]) == 3 and metrics["image_level_images_used"] == 3
+    assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "dataset-level ROC-AUC" in capsys.readouterr().out
+    tifffile.imwrite(tmp_path / "badlabels.tif", labels[:2], photometric="minisblack")
+    args[args.index(str(tmp_path / "labels.tif"))] = str(tmp_path / "badlabels.tif")
+    assert main([*args[:-1], str(tmp_path / "eval2")]) == 1
+    assert "--ood-labels has shape" in capsys.readouterr().err
+    assert not (tmp_path / "eval2").exists()
+
+
+def test_score_without_model_uses_the_bundled_prior(tmp_path):
+    tifffile.imwrite(tmp_path / "x.tif", np.full((32, 32), 90, np.uint8), photometric="minisblack")
+    out = tmp_path / "o"
+    assert main(["score", "--input", str(tmp_path / "x.tif"), "--operator", "denoise", *FAST, "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert Path(result["parameters"]["prior"]).name == "organamnist32-tiny-cpu"
+

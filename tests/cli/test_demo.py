@@ -1,0 +1,50 @@
+"""``napari-klip demo`` end to end on the bundled prior and sample (few steps)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_klip.cli import main
+from napari_klip.core.metrics import centre_distance_map
+from napari_klip.core.samples import load_ct_sample
+
+
+def test_bundled_ct_sample():
+    images, masks = load_ct_sample()
+    assert images.shape == masks.shape == (8, 28, 28) and images.dtype == np.float32
+    assert all(mask.any() for mask in masks)
+
+
+def test_centre_distance_map():
+    distances = centre_distance_map((4, 4))
+    assert distances[1, 1] == distances[2, 2] == pytest.approx(np.sqrt(0.5))
+    assert distances[0, 0] == distances.max()
+
+
+@pytest.mark.slow
+def test_demo_writes_figure_and_result(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--steps", "10", "--samples", "2", "--slices", "2", "--device", "cpu"]
+    assert main(args) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["localization_auc_per_slice"]) == 2 and len(result["scores"]) == 2
+    assert 0.0 <= result["localization_auc_mean"] <= 1.0 and 0.0 <= result["centre_baseline_auc_mean"] <= 1.0
+    assert result["prior"].endswith("organamnist32-tiny-cpu") and result["network_calls_per_slice"] == 10
+    assert (out / "demo.png").stat().st_size > 10_000
+    assert "wrote" in capsys.readouterr().out
+    assert main(args) == 1  # outputs exist; no --overwrite
+    assert main(["demo", "--out", str(tmp_path / "x"), "--slices", "9"]) == 1
+    assert main([*args[:2], str(tmp_path / "fbp"), *args[3:], "--guidance", "consistency"]) == 0
+    consistent = json.loads((tmp_path / "fbp" / "result.json").read_text())
+    assert result["settings"]["guidance"] == "jacobian-free" and consistent["settings"]["guidance"] == "consistency"
+    assert consistent["scores"] != result["scores"]
+
+
+def test_demo_with_a_missing_model_fails_before_writing(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--model", str(tmp_path / "no-prior"), "--slices", "1", "--device", "cpu"]) == 1
+    assert "no-prior" in capsys.readouterr().err
+    assert not out.exists()

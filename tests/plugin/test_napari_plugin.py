@@ -1,0 +1,235 @@
+"""The napari plugin, headless: manifest, widgets from the Plugins menu, sample data, runs, cancel, errors.
+
+Runs under Xvfb (pytest-xvfb starts it when there is no display) with napari's
+``make_napari_viewer`` fixture and pytest-qt's ``qtbot``. Runs use the bundled prior with one
+posterior sample and a few steps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    pytest.skip("no display: install Xvfb (scripts/test.sh does) so that pytest-xvfb can start one", allow_module_level=True)
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+
+PLUGIN = "napari-klip"
+WIDGETS = ("Simulate measurement", "KLIP detector", "LMD detector", "Train prior")
+RUN_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+def dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+def run_and_wait(qtbot, widget):
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=RUN_TIMEOUT_MS)
+
+
+def new_errors(since: int) -> list[str]:
+    return [str(n.message) for n in notification_manager.records[since:] if n.severity == "error"]
+
+
+def fast_klip(widget, layer, slices="all slices"):
+    widget.input.value = layer
+    widget.samples.value, widget.steps.value, widget.slice_mode.value = 1, 4, slices
+    return widget
+
+
+def names(viewer):
+    return [layer.name for layer in viewer.layers]
+
+
+def test_manifest_is_valid_and_its_python_names_import():
+    out = subprocess.run([sys.executable, "-m", "npe2", "validate", PLUGIN, "--imports"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid" in out.stdout
+
+
+def test_every_widget_opens_from_the_plugins_menu(viewer):
+    for name in WIDGETS:
+        widget = dock(viewer, name)
+        assert widget.title == name and widget.run_button.text in ("Run", "Train") and not widget.is_running
+    assert len(viewer.window.dock_widgets) == len(WIDGETS)
+
+
+def test_sample_data_opens_as_image_and_labels(viewer):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    viewer.open_sample(PLUGIN, "brain_mri")
+    layers = {layer.name: layer for layer in viewer.layers}
+    assert layers["CT slices with lesions"].data.shape == (8, 28, 28)
+    assert isinstance(layers["lesion masks"], napari.layers.Labels)
+    assert tuple(layers["brain MRI"].scale) == pytest.approx((6.5, 0.78125, 0.78125))
+    assert [str(u) for u in layers["tumour mask"].units] == ["millimeter"] * 3
+
+
+def test_klip_current_slice_then_all_slices_then_rescore(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    image = viewer.layers["CT slices with lesions"]
+    image.scale, image.translate = (2.0, 0.5, 0.5), (0.0, 3.0, 4.0)
+    original = image.data.copy()
+    viewer.dims.set_point(0, 2 * 5.0)  # slice 5
+    widget = fast_klip(dock(viewer, "KLIP detector"), image, "current slice")
+
+    run_and_wait(qtbot, widget)
+    outputs = [f"CT slices with lesions KLIP {what}" for what in ("reconstruction", "heatmap", "labels")]
+    assert names(viewer) == ["CT slices with lesions", "lesion masks", *outputs]
+    heatmap = viewer.layers[outputs[1]]
+    assert heatmap.data.shape == (8, 28, 28) and tuple(heatmap.scale) == (2.0, 0.5, 0.5) and tuple(heatmap.translate) == (0.0, 3.0, 4.0)
+    assert heatmap.colormap.name == "inferno" and heatmap.blending == "additive"
+    assert heatmap.data[5].max() > 0 and not np.delete(heatmap.data, 5, axis=0).any()
+    assert isinstance(viewer.layers[outputs[2]], napari.layers.Labels)
+    assert "score" in widget.score.value
+
+    widget.slice_mode.value = "all slices"
+    run_and_wait(qtbot, widget)
+    assert names(viewer) == ["CT slices with lesions", "lesion masks", *outputs]  # updated, not added
+    assert viewer.layers[outputs[1]] is heatmap and all(heatmap.data[i].max() > 0 for i in range(8))
+    assert widget.score.value.startswith("scores per slice") and "–" not in widget.score.value
+    np.testing.assert_array_equal(image.data, original)
+
+    before, steps = heatmap.data.copy(), widget.steps_done
+    widget.block_size.value = 16
+    assert not widget.is_running and widget.steps_done == steps  # no sampling
+    assert not np.array_equal(heatmap.data, before)
+    assert all(result.score_map.shape == (2, 2) for result in widget.results.computed())  # blocks of 16 on the 32² grid
+    widget.window_start.value, widget.window_stop.value = 0, 4
+    assert "window 0–4" in widget.status.value
+    viewer.add_image(np.zeros((4, 4)), name="another layer")  # napari resets the widget's choices
+    assert widget.block_size.value == 16 and widget.block_size.choices == (1, 2, 4, 8, 16, 32)
+
+
+def test_simulated_ct_measurement_is_scored_with_its_own_operator(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "brain_mri")
+    brain = viewer.layers["brain MRI"]
+    simulate = dock(viewer, "Simulate measurement")
+    simulate.input.value = brain
+    simulate.operator.n_views.value = 12
+    run_and_wait(qtbot, simulate)
+    sinogram = viewer.layers["brain MRI ct measurement"]
+    assert sinogram.data.shape == (5, 12, 46)
+    assert sinogram.axis_labels[1:] == ("angle (degrees)", "detector") and sinogram.scale[1] == pytest.approx(15.0)
+    run_and_wait(qtbot, simulate)  # a re-run updates the measurement
+    assert names(viewer).count("brain MRI ct measurement") == 1
+
+    klip = fast_klip(dock(viewer, "KLIP detector"), sinogram, "current slice")
+    assert "Measurement of 'brain MRI'" in klip.input_kind.value and not klip.operator.enabled
+    run_and_wait(qtbot, klip)
+    heatmap = viewer.layers["brain MRI ct measurement KLIP heatmap"]
+    assert heatmap.data.shape == brain.data.shape  # image space, not measurement space
+    assert tuple(heatmap.scale) == pytest.approx(tuple(brain.scale)) and [str(u) for u in heatmap.units] == ["millimeter"] * 3
+    jacobian_free = heatmap.data.copy()
+    klip.guidance.value = "consistency"  # filtered back-projection of the residual: another map, same layer
+    run_and_wait(qtbot, klip)
+    assert names(viewer).count("brain MRI ct measurement KLIP heatmap") == 1
+    assert not np.array_equal(viewer.layers["brain MRI ct measurement KLIP heatmap"].data, jacobian_free)
+
+
+def test_lmd_gives_a_heatmap_and_reconstructions(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    widget = dock(viewer, "LMD detector")
+    widget.input.value = viewer.layers["CT slices with lesions"]
+    widget.reconstructions.value, widget.steps.value, widget.distance.value = 2, 3, "mse"
+    run_and_wait(qtbot, widget)
+    heatmap = viewer.layers["CT slices with lesions LMD heatmap"]
+    reconstructions = viewer.layers["CT slices with lesions LMD reconstructions"]
+    assert heatmap.data.shape == (8, 28, 28) and reconstructions.data.shape == (2, 8, 28, 28)
+    assert widget.score.value.startswith("scores per slice")
+    assert "mse" in widget.status.value
+
+
+def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    train = dock(viewer, "Train prior")
+    train.layers.value = [viewer.layers["CT slices with lesions"]]
+    train.output.value = tmp_path / "prior"
+    train.image_size.value, train.steps.value, train.batch_size.value = 16, 3, 4
+    run_and_wait(qtbot, train)
+    assert (tmp_path / "prior" / "napari_klip_prior.json").is_file() and "Prior saved" in train.status.value
+
+    klip = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"], "current slice")
+    klip.prior.source.value = "folder"
+    klip.prior.folder.value = tmp_path / "prior"
+    run_and_wait(qtbot, klip)
+    assert viewer.layers["CT slices with lesions KLIP heatmap"].data.shape == (8, 28, 28)
+    assert klip.block_size.choices == (1, 2, 4, 8, 16)  # the 16² prior's grid
+
+
+def test_cancel_stops_early_and_adds_nothing(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    widget = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"])
+    widget.steps.value = 1000
+    before = names(viewer)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.steps_done >= 2, timeout=RUN_TIMEOUT_MS)
+    assert widget.run_button.text == "Cancel"
+    widget.run_button.changed.emit(True)  # the user clicks Cancel
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=60_000)
+    assert names(viewer) == before
+    assert widget.steps_done < 8 * 1000 and widget.status.value.startswith("Cancelled")
+    assert widget.run_button.text == "Run" and widget.run_button.enabled
+
+
+@pytest.mark.parametrize("detector", ["KLIP detector", "LMD detector"])
+def test_rgb_layer_to_a_grey_prior_is_a_notification(viewer, qtbot, detector):
+    rgb = viewer.add_image(np.random.default_rng(0).uniform(0, 255, (28, 28, 3)).astype(np.float32), name="colour", rgb=True)
+    original = rgb.data.copy()
+    widget = dock(viewer, detector)
+    widget.input.value = rgb
+    since = len(notification_manager.records)
+    run_and_wait(qtbot, widget)
+    assert any("RGB" in message for message in new_errors(since))
+    assert names(viewer) == ["colour"] and np.array_equal(rgb.data, original)
+    assert widget.run_button.text == "Run" and widget.status.value.startswith("Error")
+
+
+def test_measurement_of_the_wrong_shape_is_a_notification(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    simulate = dock(viewer, "Simulate measurement")
+    simulate.input.value = viewer.layers["CT slices with lesions"]
+    simulate.slice_mode.value = "current slice"
+    run_and_wait(qtbot, simulate)
+    sinogram = viewer.layers["CT slices with lesions ct measurement"]
+    cropped = viewer.add_image(sinogram.data[:, :, :-3], name="cropped", metadata=dict(sinogram.metadata))
+    before = names(viewer)
+    klip = fast_klip(dock(viewer, "KLIP detector"), cropped)
+    since = len(notification_manager.records)
+    klip.run()
+    assert not klip.is_running  # refused before any work started
+    assert any("holds measurements shaped" in message for message in new_errors(since))
+    assert names(viewer) == before
+
+
+def test_closing_the_viewer_mid_run_stops_the_job_quietly(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    widget = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"])
+    widget.steps.value = 1000
+    widget.run()
+    qtbot.waitUntil(lambda: widget.steps_done >= 1, timeout=RUN_TIMEOUT_MS)
+    viewer.close()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=60_000)  # stopped after a step, no error raised
+    assert widget.steps_done < 8 * 1000
+
+
+def test_demo_gui_opens_the_sample_with_the_klip_widget(viewer):
+    from napari_klip.plugin.demo import open_demo_viewer
+
+    widget = open_demo_viewer(viewer)
+    assert names(viewer) == ["CT slices with lesions", "lesion masks"]
+    assert viewer.layers["CT slices with lesions"].data.shape == (8, 28, 28)
+    assert widget.input.value is viewer.layers["CT slices with lesions"]
