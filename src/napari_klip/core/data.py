@@ -199,15 +199,25 @@ def to_channels_first(stack: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(stack, -1, 1)).astype(np.float32)
 
 
-def resize_stack(stack: np.ndarray, size: int) -> np.ndarray:
-    """Resize ``(N, C, H, W)`` images to ``size × size`` with anti-aliasing (linear interpolation)."""
+def resize_to_grid(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """``image`` (``(H, W)`` or channels first ``(C, H, W)``) resized to ``grid`` (linear, anti-aliased).
+
+    The one resize onto a prior's grid (training, scoring, simulated measurements, the demo; see
+    :mod:`napari_klip.core.grid`). The arithmetic keeps the input's floating dtype; an image
+    already on ``grid`` is returned as is.
+    """
     from skimage.transform import resize
 
+    if image.shape[-2:] == tuple(grid):
+        return image
+    return resize(image, (*image.shape[:-2], *grid), order=1, anti_aliasing=True, preserve_range=True)
+
+
+def resize_stack(stack: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(N, C, H, W)`` images to ``size × size`` with anti-aliasing (linear interpolation)."""
     if stack.shape[-2:] == (size, size):
         return stack.copy()
-    return np.stack(
-        [resize(image, (image.shape[0], size, size), order=1, anti_aliasing=True, preserve_range=True) for image in stack]
-    ).astype(np.float32)
+    return np.stack([resize_to_grid(image, (size, size)) for image in stack]).astype(np.float32)
 
 
 def center_crop_stack(stack: np.ndarray, size: int) -> np.ndarray:

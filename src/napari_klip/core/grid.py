@@ -2,7 +2,7 @@
 
 Every detector scores on the prior's grid (its ``image_size``) and gives its image-space
 outputs back on the input's: images go to the prior's grid by :func:`resize_to_grid` (linear,
-anti-aliased), outputs come back by :func:`to_input_grid` (linear for maps, nearest neighbour
+anti-aliased; defined in :mod:`~napari_klip.core.data`, which training uses too), outputs come back by :func:`to_input_grid` (linear for maps, nearest neighbour
 for labels and masks), pixel masks go to the prior's grid by :func:`mask_to_prior_grid`.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import check_image_stack
+from .data import check_image_stack, resize_to_grid
 from .errors import ImageDataError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,18 +39,6 @@ def check_stack(images: Any, channels: int) -> list[np.ndarray]:
         shape = "(N, H, W)" if channels == 1 else f"(N, H, W, {channels})"
         raise ValueError(f"images: expected a stack shaped {shape} for a {channels}-channel prior, got shape {stack.shape}")
     return [check_image(image, channels) for image in stack]
-
-
-def resize_to_grid(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """``image`` (``(H, W)`` or channels first ``(C, H, W)``) resized to ``grid`` (linear, anti-aliased).
-
-    The arithmetic keeps the input's floating dtype; an image already on ``grid`` is returned as is.
-    """
-    from skimage.transform import resize
-
-    if image.shape[-2:] == tuple(grid):
-        return image
-    return resize(image, (*image.shape[:-2], *grid), order=1, anti_aliasing=True, preserve_range=True)
 
 
 def to_prior_grid(image: np.ndarray, prior: "DiffusionPrior") -> np.ndarray:

@@ -11,11 +11,6 @@ import numpy as np
 from ..options import MASK_KINDS, LmdConfig, check_choice, check_mask_grid
 
 
-def _patch_grid(image_size: tuple[int, int], grid: int) -> tuple[int, int]:
-    """Patch height and width of a ``grid × grid`` split; the image sides must divide."""
-    return check_mask_grid(grid, image_size)
-
-
 def _expand(patch_pattern: np.ndarray, patch_shape: tuple[int, int]) -> np.ndarray:
     """Blow a ``(count, grid, grid)`` patch pattern up to pixels."""
     return np.repeat(np.repeat(patch_pattern, patch_shape[0], axis=-2), patch_shape[1], axis=-1)
@@ -42,7 +37,7 @@ def checkerboard_masks(image_size: tuple[int, int], count: int, grid: int = 8, a
     numpy.ndarray
         ``(count, H, W)`` bool, ``True`` = inpainted.
     """
-    patch_shape = _patch_grid(image_size, grid)
+    patch_shape = check_mask_grid(grid, image_size)
     rows, cols = np.indices((grid, grid))
     parity = (rows + cols) % 2 == 0
     flips = (np.arange(count) % 2 == 1) if alternate else np.zeros(count, bool)
@@ -72,7 +67,7 @@ def random_patch_masks(image_size: tuple[int, int], count: int, grid: int = 8, s
 
     Exactly ``grid² // 2`` patches are hidden in each mask; ``seed`` fixes the draw.
     """
-    patch_shape = _patch_grid(image_size, grid)
+    patch_shape = check_mask_grid(grid, image_size)
     rng = np.random.default_rng(seed)
     hidden = grid * grid // 2
     pattern = np.zeros((count, grid * grid), bool)
