@@ -35,6 +35,20 @@ def test_score_image_shapes_and_consistency(prior, image):
     assert (result.labels.sum() > 0) == flagged_blocks.any()
 
 
+def test_observed_is_what_the_measurement_shows(prior, image):
+    from napari_klip.core.grid import to_input_grid, to_prior_grid
+
+    denoised = score_image(image, prior=prior, operator="denoise", config=FAST)
+    assert denoised.observed.shape == image.shape
+    # identity operator: the observed image is the input on the prior's 16² grid, brought back to 20²
+    on_grid = prior.from_model_range(to_prior_grid(image, prior))[0]
+    np.testing.assert_allclose(denoised.observed, to_input_grid(on_grid, image.shape, order=1), rtol=1e-5, atol=1e-3)
+    ct = score_image(image, prior=prior, operator="ct", operator_params={"n_views": 90}, config=FAST)
+    # CT: the filtered back-projection, which with many views is close to the image
+    correlation = np.corrcoef(ct.observed.ravel(), image.ravel().astype(float))[0, 1]
+    assert correlation > 0.9, correlation
+
+
 def test_rescore_equals_scoring_again(prior, image):
     result = score_image(image, prior=prior, operator="blur", operator_params={"kernel_size": 3, "sigma": 1.0}, config=FAST)
     again = score_image(image, prior=prior, operator="blur", operator_params={"kernel_size": 3, "sigma": 1.0}, config=FAST, block_size=8, window=(0, 8), threshold="percentile:50")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from napari_klip.cli import main
-from napari_klip.core.metrics import centre_distance_map
 from napari_klip.core.samples import load_ct_sample
 
 
@@ -18,12 +17,6 @@ def test_bundled_ct_sample():
     assert all(mask.any() for mask in masks)
 
 
-def test_centre_distance_map():
-    distances = centre_distance_map((4, 4))
-    assert distances[1, 1] == distances[2, 2] == pytest.approx(np.sqrt(0.5))
-    assert distances[0, 0] == distances.max()
-
-
 @pytest.mark.slow
 def test_demo_writes_figure_and_result(tmp_path, capsys):
     out = tmp_path / "demo"
@@ -31,10 +24,14 @@ def test_demo_writes_figure_and_result(tmp_path, capsys):
     assert main(args) == 0
     result = json.loads((out / "result.json").read_text())
     assert len(result["localization_auc_per_slice"]) == 2 and len(result["scores"]) == 2
-    assert 0.0 <= result["localization_auc_mean"] <= 1.0 and 0.0 <= result["centre_baseline_auc_mean"] <= 1.0
+    assert 0.0 <= result["localization_auc_mean"] <= 1.0
+    assert set(result["baseline_auc_mean"]) == {"centre", "local-contrast", "residual"}
+    assert all(0.0 <= value <= 1.0 for value in result["baseline_auc_mean"].values())
+    assert result["margin_over_best_baseline"] == pytest.approx(result["localization_auc_mean"] - max(result["baseline_auc_mean"].values()))
     assert result["prior"].endswith("organamnist32-tiny-cpu") and result["network_calls_per_slice"] == 10
     assert (out / "demo.png").stat().st_size > 10_000
-    assert "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote" in printed and "local-contrast" in printed and "margin over the best" in printed
     assert main(args) == 1  # outputs exist; no --overwrite
     assert main(["demo", "--out", str(tmp_path / "x"), "--slices", "9"]) == 1
     assert main([*args[:2], str(tmp_path / "fbp"), *args[3:], "--guidance", "consistency"]) == 0

@@ -58,6 +58,23 @@ def test_npz_with_key(tmp_path, stack):
         read_images(f"{tmp_path / 'd.npz'}:test")
 
 
+def test_npz_label_filter(tmp_path, stack):
+    labels = np.array([[6], [1], [6], [2], [1]])  # MedMNIST stores labels as (N, 1)
+    np.savez(tmp_path / "m.npz", train_images=stack, train_labels=labels, other=stack, other_labels=np.arange(3))
+    source = f"{tmp_path / 'm.npz'}:train_images"
+    np.testing.assert_array_equal(read_images(source, labels=(6,)), stack[[0, 2]])
+    np.testing.assert_array_equal(read_images(source, labels=(1, 2)), stack[[1, 3, 4]])
+    with pytest.raises(ImageDataError, match="no image has label 9"):
+        read_images(source, labels=(9,))
+    with pytest.raises(ImageDataError, match="3 labels for 5 images"):
+        read_images(f"{tmp_path / 'm.npz'}:other", labels=(1,))
+    np.savez(tmp_path / "n.npz", images=stack)
+    with pytest.raises(ImageDataError, match="no array 'labels'"):
+        read_images(f"{tmp_path / 'n.npz'}:images", labels=(1,))
+    with pytest.raises(ImageDataError, match="needs an .npz"):
+        read_images(tmp_path, labels=(1,))
+
+
 def test_split_source():
     assert split_source("a/b.npz:train_images") == (split_source("a/b.npz")[0], "train_images")
     assert split_source("C:/data/stack.tif")[1] is None

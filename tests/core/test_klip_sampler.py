@@ -94,6 +94,9 @@ def test_energy_trace_matches_brute_force(prior, truth, guidance):
     updates, final = _brute_force_updates(prior, operator, measurement, config)
     expected_energy = (updates**2).sum(axis=2).mean(axis=1)
     np.testing.assert_allclose(trace.energy, expected_energy, rtol=2e-4, atol=1e-7)
+    expected_coherent = (updates.mean(axis=1) ** 2).sum(axis=1)  # energy of the sample-mean update
+    np.testing.assert_allclose(trace.coherent_energy, expected_coherent, rtol=2e-4, atol=1e-7)
+    assert np.all(trace.coherent_energy <= trace.energy * (1 + 1e-5) + 1e-9)
     np.testing.assert_allclose(trace.reconstruction, final.mean(axis=0), rtol=1e-4, atol=1e-5)
     for block, window in ((1, (0, 6)), (2, (2, 5)), (4, (3, 4)), (8, (0, 1))):
         np.testing.assert_allclose(

@@ -65,6 +65,11 @@ class KlipResult:
         The block-score threshold the labels used.
     reconstruction, reconstruction_std : numpy.ndarray
         Posterior mean and per-pixel standard deviation, in the input's intensity units and shape.
+    observed : numpy.ndarray
+        What the measurement shows without the prior, in the input's units and shape: the
+        operator's approximate inverse of it (filtered back-projection for CT; the image itself
+        for denoising), or the measurement itself for image-shaped operators without one
+        (blur). The trivial baselines (:mod:`napari_klip.core.baselines`) are computed on it.
     trace : KlipTrace
         The per-step energy (enough to recompute any window and block size).
     block_size : int
@@ -81,6 +86,7 @@ class KlipResult:
     threshold_value: float
     reconstruction: np.ndarray
     reconstruction_std: np.ndarray
+    observed: np.ndarray
     trace: KlipTrace
     block_size: int
     window: tuple[int, int]
@@ -152,6 +158,7 @@ def _finish(
     reshape = (lambda a: a[0]) if prior.channels == 1 else (lambda a: np.moveaxis(a, 0, -1))
     reconstruction = to_input_grid(reshape(reconstruction), tuple(input_shape), order=1)
     spread = to_input_grid(reshape(spread).astype(np.float32), tuple(input_shape), order=1)
+    observed = to_input_grid(reshape(prior.from_model_range(_observed_model(operator, measurement_model))), tuple(input_shape), order=1)
     parameters = {
         "operator": operator.describe(),
         "sampler": asdict(config),
@@ -166,10 +173,21 @@ def _finish(
     return KlipResult(
         reconstruction=reconstruction,
         reconstruction_std=spread,
+        observed=observed,
         trace=trace,
         parameters=parameters,
         **_maps(trace, input_hw, block_size, window, threshold),
     )
+
+
+def _observed_model(operator: Operator, measurement_model: Any) -> np.ndarray:
+    """``(C, H, W)`` model-range image of what the measurement shows without the prior."""
+    with torch.no_grad():
+        if operator.has_approximate_inverse():
+            image = operator.approximate_inverse(measurement_model)
+        else:  # image-shaped measurements (blur): the measurement is what the user sees
+            image = measurement_model
+    return image[0].float().cpu().numpy()
 
 
 def score_image(

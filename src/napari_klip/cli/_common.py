@@ -24,6 +24,7 @@ from ..core.options import (
     LIFTS,
     MASK_KINDS,
     OPERATOR_NAMES,
+    PRECISIONS,
     KlipConfig,
     LmdConfig,
     OperatorSettings,
@@ -31,8 +32,11 @@ from ..core.options import (
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
-    """``--device auto|cuda|mps|cpu``."""
+    """``--device auto|cuda|mps|cpu`` and ``--precision auto|fp32|bf16``: where and how the network runs."""
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=DEVICE_CHOICES[0])
+    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0],
+                        help="network precision: bf16 autocast or fp32; auto = bf16 only on hardware with bf16 "
+                             "matrix units (a bf16 GPU, an AMX CPU), else fp32")
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:

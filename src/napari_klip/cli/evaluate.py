@@ -41,7 +41,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """``napari-klip evaluate``: dataset- and image-level ROC-AUC of KLIP or LMD on ID vs OOD stacks."""
     from ..core.anomalies import foreground_mask
     from ..core.grid import mask_to_prior_grid
-    from ..core.metrics import dataset_roc_auc, dataset_roc_curve, image_level_roc_auc
+    from ..core.grid import resize_to_grid
+    from ..core.metrics import baseline_image_level_aucs, dataset_roc_auc, dataset_roc_curve, image_level_roc_auc
     from ..core.prior import resolve_prior
 
     id_stack, ood_stack = read_stack(args.id, "--id"), read_stack(args.ood, "--ood")
@@ -53,17 +54,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--body-masks has shape {bodies.shape}, the OOD stack {ood_stack.shape}")
     check_out(args.out, EVALUATE_OUTPUTS, args.overwrite)
     start = time.perf_counter()
-    prior = resolve_prior(args.model, args.device)
+    prior = resolve_prior(args.model, args.device).set_precision(args.precision)
     score = score_lmd if args.method == "lmd" else score_klip
     id_results, ood_results = score(id_stack, args, prior, "ID images"), score(ood_stack, args, prior, "OOD images")
     if args.method == "lmd":
         # LMD's heatmap is per pixel on the input's grid: pixel "blocks" of side 1.
         score_maps, block, on_grid = [r.heatmap for r in ood_results], 1, (lambda masks: list(masks))
         map_settings: dict[str, Any] = {}
+        seen = [np.asarray(image, dtype=np.float64) for image in ood_stack]
+        reconstructed = [r.reconstructions.mean(axis=0) for r in ood_results]
     else:
         score_maps, block = [r.score_map for r in ood_results], ood_results[0].block_size
         on_grid = lambda masks: [mask_to_prior_grid(mask, prior.image_size) for mask in masks]  # noqa: E731
         map_settings = {"block_size": block, "window": list(ood_results[0].window)}
+        seen = [resize_to_grid(r.observed, prior.image_size) for r in ood_results]
+        reconstructed = [resize_to_grid(r.reconstruction, prior.image_size) for r in ood_results]
     id_scores, ood_scores = [r.score for r in id_results], [r.score for r in ood_results]
     metrics: dict[str, Any] = {
         "method": args.method,
@@ -76,14 +81,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if labels is not None:
         if bodies is None and args.auto_body_mask:
             bodies = np.stack([foreground_mask(image) for image in ood_stack])
-        level = image_level_roc_auc(score_maps, on_grid(labels), block, None if bodies is None else on_grid(bodies))
+        grid_labels, grid_bodies = on_grid(labels), None if bodies is None else on_grid(bodies)
+        level = image_level_roc_auc(score_maps, grid_labels, block, grid_bodies)
         metrics.update(image_level_auc=level.mean_auc, image_level_per_image=level.per_image, image_level_images_used=level.images_used)
+        if seen[0].ndim == 2:  # the baselines are defined for grey images
+            baselines = {name: result.mean_auc for name, result in
+                         baseline_image_level_aucs(seen, reconstructed, grid_labels, block, grid_bodies).items()}
+            metrics.update(baseline_image_level_auc=baselines, margin_over_best_baseline=level.mean_auc - max(baselines.values()))
     metrics.update(parameters=ood_results[0].parameters, **map_settings, wall_time_s=round(time.perf_counter() - start, 2))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     _roc_png(args.out / "roc.png", *dataset_roc_curve(id_scores, ood_scores), metrics["dataset_level_auc"], args.method.upper())
     message = f"{args.method.upper()} dataset-level ROC-AUC {metrics['dataset_level_auc']:.3f}"
-    if "image_level_auc" in metrics:
+    if "baseline_image_level_auc" in metrics:
+        beside = ", ".join(f"{name} {value:.3f}" for name, value in metrics["baseline_image_level_auc"].items())
+        message += (f", image-level ROC-AUC {metrics['image_level_auc']:.3f} (baselines: {beside}; "
+                    f"margin over the best {metrics['margin_over_best_baseline']:+.3f})")
+    elif "image_level_auc" in metrics:
         message += f", image-level ROC-AUC {metrics['image_level_auc']:.3f}"
     print(f"{message}; outputs in {args.out}")
     return 0

@@ -11,6 +11,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``info`` subcommand."""
     info = commands.add_parser("info", help="describe a prior folder and the devices available")
     info.add_argument("model", type=Path, nargs="?", help="prior folder")
+    info.add_argument("--heldout", metavar="DATA",
+                      help="also report the prior's denoising loss per timestep band on these held-out images "
+                           "(TIFF stack, folder or FILE.npz:KEY, on the prior's grid and in its intensity units)")
+    info.add_argument("--labels", type=int, nargs="+", metavar="LABEL", help="with --heldout FILE.npz:KEY: keep these labels")
+    info.add_argument("--max-images", type=int, default=1000, help="with --heldout: use at most this many images (default 1000)")
     info.set_defaults(handler=run_info)
 
 
@@ -30,5 +35,22 @@ def run_info(args: argparse.Namespace) -> int:
             **prior.metadata.to_json(),
             "assumed_defaults": prior.metadata.assumed_defaults,
         }
+        if args.heldout is not None:
+            report["heldout_denoising_loss"] = _heldout(prior, args)
+    elif args.heldout is not None:
+        raise ValueError("--heldout needs a prior folder")
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _heldout(prior: object, args: argparse.Namespace) -> list[dict[str, object]]:
+    """Per-band held-out ε-MSE of ``prior`` on ``args.heldout`` (first ``--max-images`` images)."""
+    from ..core.data import read_images
+    from ..core.prior_quality import heldout_denoising_loss
+
+    if args.max_images < 2:
+        raise ValueError(f"--max-images must be at least 2, got {args.max_images}")
+    images = read_images(args.heldout, labels=None if args.labels is None else tuple(args.labels))[: args.max_images]
+    bands = heldout_denoising_loss(prior, images)
+    return [{"timesteps": list(b.band), "loss": round(b.loss, 5), "standard_error": round(b.standard_error, 5),
+             "images": len(images)} for b in bands]

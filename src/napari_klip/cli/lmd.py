@@ -35,7 +35,7 @@ def run_lmd(args: argparse.Namespace) -> int:
     stack = read_stack(args.input, "--input")
     check_out(args.out, LMD_OUTPUTS, args.overwrite)
     start = time.perf_counter()
-    prior = resolve_prior(args.model, args.device)
+    prior = resolve_prior(args.model, args.device).set_precision(args.precision)
     results = score_lmd(stack, args, prior, "LMD")
     args.out.mkdir(parents=True, exist_ok=True)
     write_tiff(args.out / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))

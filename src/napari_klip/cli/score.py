@@ -51,7 +51,7 @@ def run_score(args: argparse.Namespace) -> int:
         raise ValueError("give --input (an image or stack) or --measurement (a measured sinogram/image)")
     check_out(args.out, SCORE_OUTPUTS, args.overwrite)
     start = time.perf_counter()
-    prior = resolve_prior(args.model, args.device)
+    prior = resolve_prior(args.model, args.device).set_precision(args.precision)
     if args.measurement is not None:
         operator = klip_operator(args, prior.image_size)
         shape = tuple(read_stack(args.input, "--input").shape[1:]) if args.input else tuple(prior.image_size)

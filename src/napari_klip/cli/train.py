@@ -35,6 +35,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
     train.add_argument("--log-every", type=int, default=defaults.log_every)
     train.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to [-1, 1] (default: 0-255 for uint8, else data min-max)")
+    train.add_argument("--labels", type=int, nargs="+", metavar="LABEL",
+                       help="FILE.npz only: keep the images whose label (array KEY with 'images' -> 'labels', "
+                            "e.g. train_labels) is one of these, e.g. --labels 6 for OrganAMNIST liver")
     train.add_argument("--max-images", type=int, help="use only the first N images")
     train.add_argument("--flip", action="store_true", help="augment with random left-right flips")
     train.add_argument("--description", help="training-data description stored with the prior")
@@ -51,7 +54,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..core.data import read_images
     from ..core.training import iter_training
 
-    images = read_images(args.data)
+    images = read_images(args.data, labels=None if args.labels is None else tuple(args.labels))
     if args.max_images is not None:
         if args.max_images < 1:
             raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
@@ -71,7 +74,8 @@ def run_train(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         intensity_range=tuple(args.intensity_range) if args.intensity_range else None,
         horizontal_flip=args.flip,
-        training_data=args.description or f"{args.data} ({len(images)} images)",
+        precision=args.precision,
+        training_data=args.description or f"{args.data}{_label_note(args.labels)} ({len(images)} images)",
     )
     steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)
     bar = tqdm(total=config.steps, desc="training", unit="step", disable=None)
@@ -94,3 +98,7 @@ def run_train(args: argparse.Namespace) -> int:
     bar.close()
     print(f"prior written to {result.out_dir} ({result.steps_done} steps, final loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s)")
     return 0
+
+
+def _label_note(labels: list[int] | None) -> str:
+    return "" if labels is None else f", labels {', '.join(map(str, labels))}"

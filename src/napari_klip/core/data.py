@@ -67,7 +67,12 @@ def _read_folder(folder: Path) -> np.ndarray:
     return np.stack(images)
 
 
-def _read_npz(path: Path, key: str | None) -> np.ndarray:
+def labels_key(key: str) -> str:
+    """The ``.npz`` array that holds the labels of image array ``key``: ``train_images`` → ``train_labels``."""
+    return key[: -len("images")] + "labels" if key.endswith("images") else key + "_labels"
+
+
+def _read_npz(path: Path, key: str | None, labels: tuple[int, ...] | None = None) -> np.ndarray:
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:  # noqa: BLE001
@@ -80,10 +85,23 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
             key = keys[0]
         if key not in keys:
             raise ImageDataError(f"'{path}' has no array '{key}'; it holds: {', '.join(keys)}")
-        return archive[key]
+        images = archive[key]
+        if labels is None:
+            return images
+        label_key = labels_key(key)
+        if label_key not in keys:
+            raise ImageDataError(f"cannot filter by label: '{path}' has no array '{label_key}' beside '{key}'")
+        values = np.asarray(archive[label_key]).reshape(-1)
+    if values.size != len(images):
+        raise ImageDataError(f"'{path}': '{label_key}' has {values.size} labels for {len(images)} images")
+    keep = np.isin(values, np.asarray(labels))
+    if not keep.any():
+        present = ", ".join(map(str, np.unique(values)[:20]))
+        raise ImageDataError(f"'{path}': no image has label {', '.join(map(str, labels))} (labels present: {present})")
+    return images[keep]
 
 
-def read_images(source: str | Path, key: str | None = None) -> np.ndarray:
+def read_images(source: str | Path, key: str | None = None, labels: tuple[int, ...] | None = None) -> np.ndarray:
     """Read an image stack from a TIFF file, a folder of TIFF/PNG files, or an ``.npz`` array.
 
     Parameters
@@ -92,6 +110,10 @@ def read_images(source: str | Path, key: str | None = None) -> np.ndarray:
         ``stack.tif``, ``folder/``, ``data.npz`` or ``"data.npz:key"``.
     key : str, optional
         The ``.npz`` array to read (overrides a key given in ``source``).
+    labels : tuple of int, optional
+        Keep only the images whose label is one of these (``.npz`` only): the labels are the
+        array named like the images with ``images`` replaced by ``labels`` (``train_images`` →
+        ``train_labels``, as in MedMNIST files), or ``KEY_labels``.
 
     Returns
     -------
@@ -107,12 +129,14 @@ def read_images(source: str | Path, key: str | None = None) -> np.ndarray:
     """
     path, key_in_source = split_source(source)
     key = key or key_in_source
+    if labels is not None and path.suffix.lower() != ".npz":
+        raise ImageDataError(f"filtering by label needs an .npz file with a labels array, not '{path}'")
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: '{path}'")
     if path.is_dir():
         stack = _read_folder(path)
     elif path.suffix.lower() == ".npz":
-        stack = _read_npz(path, key)
+        stack = _read_npz(path, key, labels)
     elif path.suffix.lower() in (".tif", ".tiff"):
         try:
             stack = _read_tiff(path)

@@ -52,11 +52,16 @@ def dataset_roc_curve(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
 
 def _blocks(mask: np.ndarray, block_size: int) -> np.ndarray:
     """Fraction of true pixels in each ``block_size`` block of a 2-D mask."""
-    mask = np.asarray(mask, dtype=bool)
-    height, width = mask.shape
+    return _mean_blocks(np.asarray(mask, dtype=bool), block_size)
+
+
+def _mean_blocks(values: np.ndarray, block_size: int) -> np.ndarray:
+    """Mean of a 2-D map over non-overlapping ``block_size`` blocks (the sides must divide)."""
+    array = np.asarray(values, dtype=np.float64)
+    height, width = array.shape
     if height % block_size or width % block_size:
         raise ValueError(f"block_size {block_size} does not divide the mask size {height}×{width}")
-    return mask.reshape(height // block_size, block_size, width // block_size, block_size).mean(axis=(1, 3))
+    return array.reshape(height // block_size, block_size, width // block_size, block_size).mean(axis=(1, 3))
 
 
 @dataclass
@@ -106,19 +111,39 @@ def image_level_roc_auc(score_maps, pixel_labels, block_size: int, body_masks=No
     return ImageLevelResult(float(np.mean(used)) if used else float("nan"), per_image, len(used))
 
 
-def centre_distance_map(shape: tuple[int, int]) -> np.ndarray:
-    """Distance of every block to the centre of the grid (the map of :func:`centre_baseline_auc`)."""
-    rows, columns = np.indices(shape, dtype=np.float64)
-    return np.hypot(rows - (shape[0] - 1) / 2, columns - (shape[1] - 1) / 2)
+def baseline_image_level_aucs(
+    observed: list[np.ndarray],
+    reconstructions: list[np.ndarray],
+    pixel_labels: list[np.ndarray],
+    block_size: int,
+    body_masks: list[np.ndarray] | None = None,
+) -> dict[str, ImageLevelResult]:
+    """Image-level ROC-AUC of every trivial baseline map, on the protocol of :func:`image_level_roc_auc`.
 
+    The baselines (:mod:`napari_klip.core.baselines`: closeness to the centre, local contrast of
+    what the user sees, residual to the detector's reconstruction) are pixel maps; each is
+    averaged over the same blocks as the detector's score map. A detector's localization
+    number counts by its margin over the best of these.
 
-def centre_baseline_auc(masks: list[np.ndarray], block_size: int, body_masks: list[np.ndarray] | None = None) -> ImageLevelResult:
-    """Image-level ROC-AUC of a map that scores each block by its closeness to the image centre.
+    Parameters
+    ----------
+    observed : list of numpy.ndarray
+        Per image, ``(H, W)``: what the user sees (the image, or the approximate inverse of its
+        measurement).
+    reconstructions : list of numpy.ndarray
+        Per image, ``(H, W)``: the detector's reconstruction, same units.
+    pixel_labels, block_size, body_masks
+        As for :func:`image_level_roc_auc`.
 
-    It knows nothing about the image; anomalies sit inside the body, which is central, so this is
-    the number a localization map has to beat (same protocol as :func:`image_level_roc_auc`,
-    which it returns the result of).
+    Returns
+    -------
+    dict of str to ImageLevelResult
+        Keyed by :data:`napari_klip.core.baselines.BASELINE_NAMES`.
     """
-    rows, columns = masks[0].shape[0] // block_size, masks[0].shape[1] // block_size
-    centre = -centre_distance_map((rows, columns))
-    return image_level_roc_auc([centre] * len(masks), masks, block_size, body_masks)
+    from .baselines import BASELINE_NAMES, baseline_maps
+
+    pooled: dict[str, list[np.ndarray]] = {name: [] for name in BASELINE_NAMES}
+    for image, reconstruction in zip(observed, reconstructions, strict=True):
+        for name, values in baseline_maps(image, reconstruction).items():
+            pooled[name].append(_mean_blocks(values, block_size))
+    return {name: image_level_roc_auc(maps, pixel_labels, block_size, body_masks) for name, maps in pooled.items()}

@@ -20,6 +20,9 @@ import numpy as np
 
 #: Torch device requests; ``auto`` picks CUDA, then Apple MPS, then the CPU.
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+#: Network precision: ``auto`` runs bf16 autocast where the hardware has bf16 matrix units
+#: (a bf16 GPU, a CPU with Intel AMX) and fp32 elsewhere (:mod:`napari_klip.core.precision`).
+PRECISIONS = ("auto", "fp32", "bf16")
 #: Forward operators by registry name, and how the widgets and measurement layers name them.
 OPERATOR_LABELS = {
     "ct": "CT sinogram (sparse views)",

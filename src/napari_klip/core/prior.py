@@ -115,6 +115,7 @@ class DiffusionPrior:
         self.scheduler = scheduler
         self.metadata = metadata
         self.path = path
+        self.precision = "fp32"
         self.unet.eval()
 
     def __repr__(self) -> str:
@@ -152,6 +153,18 @@ class DiffusionPrior:
     def to(self, device: "str | torch.device") -> "DiffusionPrior":
         """Move the network to ``device`` (``auto``/``cuda``/``mps``/``cpu``) in place and return self."""
         self.unet.to(resolve_device(device))
+        return self
+
+    def set_precision(self, precision: str) -> "DiffusionPrior":
+        """Run :meth:`predict_noise` at ``precision`` (``auto``, ``fp32`` or ``bf16``) on the current device.
+
+        ``bf16`` is autocast: the weights stay float32 and outputs come back as float32.
+        ``auto`` resolves to bf16 only on hardware with bf16 matrix units
+        (:func:`napari_klip.core.precision.resolve_precision`). Returns self.
+        """
+        from .precision import resolve_precision
+
+        self.precision = resolve_precision(precision, self.device)
         return self
 
     # --- intensities --------------------------------------------------------------------------
@@ -195,7 +208,12 @@ class DiffusionPrior:
             timesteps = torch.tensor(timesteps, device=noisy.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(noisy.shape[0])
-        return self.unet(noisy, timesteps.to(noisy.device)).sample
+        if self.precision == "fp32":
+            return self.unet(noisy, timesteps.to(noisy.device)).sample
+        from .precision import autocast
+
+        with autocast(self.precision, noisy.device):
+            return self.unet(noisy, timesteps.to(noisy.device)).sample.float()
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the prior as a diffusers pipeline folder with napari-klip metadata.

@@ -23,7 +23,8 @@ import numpy as np
 from .networks import unet_config
 from .data import center_crop_stack, check_image_stack, default_intensity_range, resize_stack, to_channels_first
 from .errors import Cancelled, TrainingCancelled
-from .options import SIZE_MODES
+from .options import PRECISIONS, SIZE_MODES, check_choice
+from .precision import autocast, resolve_precision
 from .prior import METADATA_FILE, PriorMetadata, create_prior, write_prior_folder
 from .progress import Progress, drive
 
@@ -71,6 +72,9 @@ class TrainingConfig:
         Augment with random left-right flips (off by default: anatomy is not mirror-symmetric).
     training_data : str
         Description stored in the prior's metadata.
+    precision : {"auto", "fp32", "bf16"}
+        Precision of the network's forward pass (weights, optimiser and loss stay float32);
+        ``auto`` is bf16 where the hardware has bf16 matrix units (:mod:`.precision`).
     """
 
     image_size: int = 32
@@ -88,6 +92,7 @@ class TrainingConfig:
     intensity_range: tuple[float, float] | None = None
     horizontal_flip: bool = False
     training_data: str = "user images"
+    precision: str = PRECISIONS[0]
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that is out of range."""
@@ -104,6 +109,7 @@ class TrainingConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        check_choice("precision", self.precision, PRECISIONS)
         unet_config(self.image_size, 1, self.network)  # raises for an unknown preset or an unusable size
 
 
@@ -254,6 +260,7 @@ def iter_training(
     out_dir = Path(out_dir)
     data, intensity_range = _prepare_images(images, config)
     device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
     resuming = _prepare_out_dir(out_dir, resume, overwrite)
 
     channels = data.shape[1]
@@ -321,6 +328,7 @@ def iter_training(
             "batch_size": config.batch_size,
             "network": config.network,
             "parameters": prior.num_parameters,
+            "precision": precision,
         }
         export = _export_unet(unet, ema)
         write_prior_folder(out_dir, export, prior.scheduler, _with_training(metadata, summary))
@@ -349,7 +357,9 @@ def iter_training(
             learning_rate = config.learning_rate * min(1.0, (step + 1) / max(1, config.warmup_steps))
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate
-            loss = torch.nn.functional.mse_loss(unet(noisy, timesteps).sample, noise)
+            with autocast(precision, device):
+                prediction = unet(noisy, timesteps).sample
+            loss = torch.nn.functional.mse_loss(prediction.float(), noise)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)

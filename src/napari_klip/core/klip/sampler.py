@@ -66,6 +66,11 @@ class KlipTrace:
         Network evaluations (forward passes over the whole batch of samples).
     wall_time_s : float
         Sampling time.
+    coherent_energy : numpy.ndarray, optional
+        ``(K_run, H, W)`` float32: per step, the energy of the sample-mean update
+        ``Σ_c (mean_s u)²`` — the part of the guidance all posterior samples agree on
+        (``energy = coherent_energy + the per-pixel variance of u over samples``). ``None`` in
+        traces saved before it was recorded.
     """
 
     energy: np.ndarray
@@ -75,6 +80,7 @@ class KlipTrace:
     config: dict[str, Any] = field(default_factory=dict)
     network_calls: int = 0
     wall_time_s: float = 0.0
+    coherent_energy: np.ndarray | None = None
 
 
 def measurement_to_model_range(prior: DiffusionPrior, operator: Operator, measurement: Any) -> Any:
@@ -165,6 +171,7 @@ def iter_klip_sampling(
     generator = torch.Generator().manual_seed(config.seed)
     state = torch.randn((config.num_samples, *image_shape), generator=generator).to(device)
     energy = torch.zeros((steps_to_run, *prior.image_size), dtype=torch.float32, device=device)
+    coherent = torch.zeros_like(energy)
     start = time.perf_counter()
     clean_estimate = state
 
@@ -173,6 +180,7 @@ def iter_klip_sampling(
         with torch.no_grad():
             state = state + update
             energy[step.index] = (update.pow(2) / step.beta).sum(dim=1).mean(dim=0)
+            coherent[step.index] = (update.mean(dim=0).pow(2) / step.beta).sum(dim=0)
             state = ancestral_step(prior, state, noise, step, generator)
         yield Progress(step.index + 1, steps_to_run, time.perf_counter() - start)
 
@@ -186,6 +194,7 @@ def iter_klip_sampling(
         config=asdict(config),
         network_calls=steps_to_run,
         wall_time_s=time.perf_counter() - start,
+        coherent_energy=coherent.cpu().numpy(),
     )
     return trace
 

@@ -1,0 +1,66 @@
+"""Trivial baseline maps and their image-level ROC-AUC (core.baselines, core.metrics)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_klip.core.baselines import BASELINE_NAMES, baseline_maps, centre_map, local_contrast_map, residual_map
+from napari_klip.core.metrics import baseline_image_level_aucs
+
+
+def test_centre_map_peaks_at_the_centre_and_falls_off_radially():
+    values = centre_map((5, 7))
+    assert values.shape == (5, 7)
+    assert np.unravel_index(values.argmax(), values.shape) == (2, 3)
+    assert values[0, 0] == values[4, 6] == values.min() == pytest.approx(-np.hypot(2, 3))
+
+
+def test_local_contrast_is_absolute_difference_to_the_window_mean():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(12, 10))
+    expected = np.abs(image - ndi.uniform_filter(image, size=3, mode="reflect"))
+    np.testing.assert_allclose(local_contrast_map(image, window=3), expected)
+    assert np.all(local_contrast_map(np.full((8, 8), 7.0)) == 0)
+
+
+def test_residual_map_and_inputs_untouched():
+    image, reconstruction = np.arange(12.0).reshape(3, 4), np.ones((3, 4))
+    before = image.copy(), reconstruction.copy()
+    np.testing.assert_array_equal(residual_map(image, reconstruction), np.abs(image - 1))
+    maps = baseline_maps(image, reconstruction)
+    assert tuple(maps) == BASELINE_NAMES
+    np.testing.assert_array_equal(image, before[0])
+    np.testing.assert_array_equal(reconstruction, before[1])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: local_contrast_map(np.zeros((4, 4)), window=4), "odd"),
+        (lambda: local_contrast_map(np.zeros(5)), "2-D"),
+        (lambda: local_contrast_map(np.full((4, 4), np.nan)), "NaN"),
+        (lambda: residual_map(np.zeros((4, 4)), np.zeros((4, 5))), "shape"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_baseline_aucs_follow_the_protocol():
+    # A bright 2x2 spot in a flat image, away from the centre: local contrast finds it, the
+    # centre map ranks it last, the residual to a reconstruction without the spot finds it.
+    flat = np.full((8, 8), 10.0)
+    spotted = flat.copy()
+    spotted[0:2, 0:2] = 50.0
+    label = np.zeros((8, 8), bool)
+    label[0:2, 0:2] = True
+    aucs = baseline_image_level_aucs([spotted], [flat], [label], block_size=2)
+    assert set(aucs) == set(BASELINE_NAMES)
+    assert aucs["residual"].mean_auc == 1.0
+    assert aucs["local-contrast"].mean_auc > 0.9
+    assert aucs["centre"].mean_auc == pytest.approx(1.5 / 15)  # a corner: ties only with the 3 other corners
+    with pytest.raises(ValueError, match="divide"):
+        baseline_image_level_aucs([spotted], [flat], [label], block_size=3)
