@@ -64,3 +64,14 @@ def test_baseline_aucs_follow_the_protocol():
     assert aucs["centre"].mean_auc == pytest.approx(1.5 / 15)  # a corner: ties only with the 3 other corners
     with pytest.raises(ValueError, match="divide"):
         baseline_image_level_aucs([spotted], [flat], [label], block_size=3)
+
+
+def test_centre_baseline_alone_equals_the_centre_entry():
+    from napari_klip.core.metrics import centre_baseline_auc
+
+    rng = np.random.default_rng(1)
+    labels = [rng.random((8, 8)) < 0.2 for _ in range(3)]
+    images = [rng.normal(size=(8, 8)) for _ in range(3)]
+    together = baseline_image_level_aucs(images, images, labels, block_size=2)["centre"]
+    alone = centre_baseline_auc(labels, block_size=2)
+    assert alone.per_image == together.per_image and np.isfinite(alone.mean_auc)

@@ -111,6 +111,17 @@ def image_level_roc_auc(score_maps, pixel_labels, block_size: int, body_masks=No
     return ImageLevelResult(float(np.mean(used)) if used else float("nan"), per_image, len(used))
 
 
+def centre_baseline_auc(masks: list[np.ndarray], block_size: int, body_masks: list[np.ndarray] | None = None) -> ImageLevelResult:
+    """Image-level ROC-AUC of the centre baseline alone (it needs no image, only the label shapes).
+
+    Same map and protocol as the ``centre`` entry of :func:`baseline_image_level_aucs`.
+    """
+    from .baselines import centre_map
+
+    centre = _mean_blocks(centre_map(np.shape(masks[0])), block_size)
+    return image_level_roc_auc([centre] * len(masks), masks, block_size, body_masks)
+
+
 def baseline_image_level_aucs(
     observed: list[np.ndarray],
     reconstructions: list[np.ndarray],
