@@ -18,6 +18,10 @@ from . import demo, evaluate, info, lmd, sample, score, train
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+#: Commands whose outputs are staged and land only complete (Ctrl-C leaves ``--out`` untouched).
+STAGED_COMMANDS = ("score", "lmd", "evaluate")
+#: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 #: The subcommands, in the order ``--help`` lists them; each module registers its own parser.
@@ -49,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if argv else 0
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        staged = args.command in STAGED_COMMANDS
+        kept = f"; {args.out} was left as it was (outputs land only when a run completes)" if staged else ""
+        print(f"napari-klip: interrupted{kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (FileNotFoundError, FileExistsError, NapariKlipError, ValueError, OSError) as error:
         print(f"napari-klip: error: {error}", file=sys.stderr)
         return EXIT_FAILURE

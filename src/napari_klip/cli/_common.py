@@ -135,6 +135,24 @@ def map_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"block_size": args.block_size, "window": tuple(args.window) if args.window else None, "threshold": args.threshold}
 
 
+#: What each scoring command writes into ``--out`` (a command overwriting a folder removes the others' files).
+SCORE_OUTPUTS = ("heatmap.tif", "labels.tif", "reconstruction.tif", "trace.npz", "result.json")
+LMD_OUTPUTS = ("heatmap.tif", "reconstructions.tif", "masks.tif", "result.json")
+RESULT_OUTPUTS = tuple(dict.fromkeys(SCORE_OUTPUTS + LMD_OUTPUTS))
+
+
+def staged_results(out: Path, names: tuple[str, ...], overwrite: bool):
+    """Lock ``out``, check it before any work, and stage the outputs (see :func:`napari_klip.core.outputs.staged_output`).
+
+    Files of the other scoring command are removed when the new ones land, so a folder never mixes
+    a KLIP and an LMD run.
+    """
+    from ..core.outputs import staged_output
+
+    stale = tuple(name for name in RESULT_OUTPUTS if name not in names)
+    return staged_output(out, names, overwrite, stale=stale)
+
+
 def check_out(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
     """Refuse to replace earlier outputs without ``--overwrite`` (the folder is made only when writing)."""
     existing = [name for name in names if (out / name).exists()]
@@ -200,8 +218,8 @@ def as_written(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.stack(arrays)
 
 
-def write_result_json(out: Path, results: list, start: float, method: str, **specific: Any) -> None:
-    """Write ``result.json`` (scores, method-specific fields, parameters, time) and say where outputs went."""
+def write_result_json(out: Path, results: list, start: float, method: str, shown: Path | None = None, **specific: Any) -> None:
+    """Write ``result.json`` (scores, method-specific fields, parameters, time) and say where outputs go (``shown``)."""
     summary = {
         "scores": [r.score for r in results],
         **specific,
@@ -210,4 +228,4 @@ def write_result_json(out: Path, results: list, start: float, method: str, **spe
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"{method} scored {len(results)} image(s); max score {max(summary['scores']):.4g}; outputs in {out}")
+    print(f"{method} scored {len(results)} image(s); max score {max(summary['scores']):.4g}; outputs in {shown or out}")

@@ -10,6 +10,7 @@ from ..core.networks import NETWORK_PRESETS
 from ..core.options import SIZE_MODES
 from ..core.training import TrainingConfig
 from ._common import add_device_option
+from ._interrupts import DeferredInterrupt
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -75,22 +76,36 @@ def run_train(args: argparse.Namespace) -> int:
     )
     steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)
     bar = tqdm(total=config.steps, desc="training", unit="step", disable=None)
-    try:
-        while True:
-            try:
-                update = next(steps)
-            except StopIteration as finished:
-                result = finished.value
-                break
-            if bar.n == 0 and update.step > 1:
-                bar.update(update.step - 1)
-            bar.update(1)
-            bar.set_postfix(loss=f"{update.loss:.4f}")
-    except KeyboardInterrupt:
-        steps.close()
-        bar.close()
-        print(f"interrupted; checkpoint saved — continue with --resume --out {args.out}", file=sys.stderr)
-        return 130
+    with DeferredInterrupt() as interrupt:
+        try:
+            while True:
+                if interrupt.requested:
+                    raise KeyboardInterrupt
+                try:
+                    update = next(steps)
+                except StopIteration as finished:
+                    result = finished.value
+                    break
+                if bar.n == 0 and update.step > 1:
+                    bar.update(update.step - 1)
+                bar.update(1)
+                bar.set_postfix(loss=f"{update.loss:.4f}")
+        except KeyboardInterrupt:
+            steps.close()  # at a step end: the generator saves its checkpoint
+            bar.close()
+            print(_interrupted_message(args.out), file=sys.stderr)
+            return 130
     bar.close()
     print(f"prior written to {result.out_dir} ({result.steps_done} steps, final loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s)")
     return 0
+
+
+def _interrupted_message(out: Path) -> str:
+    """One line saying what an interrupted run saved and how to continue it."""
+    from ..core.training import STAGING_SUFFIX, checkpoint_folder
+
+    folder = checkpoint_folder(out)
+    if folder is None:
+        return f"interrupted before a checkpoint was written; nothing saved in {out}"
+    kept = f"; the earlier prior in {out} is untouched" if folder.name.endswith(STAGING_SUFFIX) else ""
+    return f"interrupted; checkpoint saved in {folder}{kept} — continue with --resume --out {out}"

@@ -26,6 +26,7 @@ import numpy as np
 
 from .device import resolve_device
 from .errors import PriorLoadError
+from .outputs import remove_path, replace_tree
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -227,20 +228,30 @@ class DiffusionPrior:
 
 
 def write_prior_folder(folder: Path, unet: "UNet2DModel", scheduler: "DDPMScheduler", metadata: PriorMetadata) -> None:
-    """Write ``unet``, ``scheduler`` and ``metadata`` into ``folder`` (pipeline layout), replacing prior files."""
+    """Write ``unet``, ``scheduler`` and ``metadata`` into ``folder`` (pipeline layout), replacing prior files.
+
+    Everything is written into a hidden subfolder first and then renamed into place entry by entry,
+    so a killed process never leaves a truncated weights file; the weights are safetensors.
+    """
     import diffusers
 
     folder.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(folder / "unet", safe_serialization=True)
-    scheduler.save_pretrained(folder / "scheduler")
+    staging = folder / ".prior.partial"
+    remove_path(staging)
+    staging.mkdir()
+    unet.save_pretrained(staging / "unet", safe_serialization=True)
+    scheduler.save_pretrained(staging / "scheduler")
     model_index = {
         "_class_name": "DDPMPipeline",
         "_diffusers_version": diffusers.__version__,
         "scheduler": ["diffusers", type(scheduler).__name__],
         "unet": ["diffusers", "UNet2DModel"],
     }
-    (folder / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
-    (folder / METADATA_FILE).write_text(json.dumps(metadata.to_json(), indent=2) + "\n")
+    (staging / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+    (staging / METADATA_FILE).write_text(json.dumps(metadata.to_json(), indent=2) + "\n")
+    for name in ("unet", "scheduler", "model_index.json", METADATA_FILE):
+        replace_tree(staging / name, folder / name)
+    remove_path(staging)
 
 
 def create_prior(
@@ -415,8 +426,16 @@ def load_prior(path: str | Path, device: "str | torch.device" = "auto") -> Diffu
     config = _read_json(unet_dir / "config.json", folder)
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise PriorLoadError(folder, f"the network is a {config.get('_class_name')}, not a diffusers UNet2DModel")
+    if not any(unet_dir.glob("*.safetensors")) and any(unet_dir.glob("*.bin")):
+        raise PriorLoadError(
+            folder,
+            f"'{unet_dir}' has only pickle weights (.bin), which could run code when loaded; napari-klip reads "
+            "safetensors only — re-save the UNet with save_pretrained(..., safe_serialization=True) where you trust it",
+        )
     try:
-        unet = UNet2DModel.from_pretrained(root, subfolder=subfolder, local_files_only=True, low_cpu_mem_usage=False)
+        unet = UNet2DModel.from_pretrained(
+            root, subfolder=subfolder, local_files_only=True, low_cpu_mem_usage=False, use_safetensors=True
+        )
     except Exception as error:  # diffusers raises OSError, ValueError, safetensors errors, ...
         raise PriorLoadError(folder, f"the UNet weights could not be read ({type(error).__name__}: {error})") from error
     scheduler = _load_scheduler(folder)
