@@ -288,7 +288,12 @@ def iter_training(
     device = resolve_device(config.device)
     with output_lock(out_dir):
         work_dir, resuming = _prepare_out_dir(out_dir, resume, overwrite)
-        result = yield from _train(data, intensity_range, config, device, work_dir, resuming)
+        try:
+            result = yield from _train(data, intensity_range, config, device, work_dir, resuming)
+        except BaseException:
+            if work_dir != out_dir and not (work_dir / CHECKPOINT_FILE).exists():
+                remove_path(work_dir)  # a staged run that failed before its first checkpoint: nothing to resume
+            raise
         if work_dir != out_dir:
             _replace_output(work_dir, out_dir)
         result.out_dir = out_dir
