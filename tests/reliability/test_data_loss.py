@@ -13,7 +13,7 @@ from napari_klip.core.errors import OutputLockedError
 from napari_klip.core.outputs import output_lock
 from napari_klip.core.training import CHECKPOINT_FILE, LOG_FILE, iter_training, train_prior
 
-from reliability_helpers import FAST, folder_snapshot, tiny_training
+from reliability_helpers import FAST, folder_snapshot, image_file, saved_prior, tiny_training  # noqa: F401 (fixtures)
 
 
 def _interrupt_inside_step(monkeypatch, at_call: int, error: type[BaseException] = KeyboardInterrupt) -> None:

@@ -9,7 +9,7 @@ from napari_klip.core.errors import CheckpointLoadError, PriorLoadError
 from napari_klip.core.prior import load_prior
 from napari_klip.core.training import CHECKPOINT_FILE, iter_training, train_prior
 
-from reliability_helpers import tiny_training
+from reliability_helpers import image_file, saved_prior, tiny_training  # noqa: F401 (fixtures)
 
 
 class _Payload:
