@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -40,6 +41,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """Warnings as ``napari-klip: warning: ...`` lines (no file names or source lines)."""
+    return f"napari-klip: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``napari-klip`` command line; returns the exit code.
 
@@ -51,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return EXIT_USAGE if argv else 0
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.handler(args)
     except KeyboardInterrupt:
@@ -61,4 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, NapariKlipError, ValueError, OSError) as error:
         print(f"napari-klip: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        warnings.formatwarning = formatwarning
 

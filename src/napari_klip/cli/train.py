@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core.networks import NETWORK_PRESETS
 from ..core.options import SIZE_MODES
 from ..core.training import TrainingConfig
-from ._common import add_device_option
+from ._common import add_device_option, positive_int
 from ._interrupts import DeferredInterrupt
 
 
@@ -23,20 +23,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--data", required=True, help="TIFF stack, folder of TIFF/PNG files, or FILE.npz:KEY")
     train.add_argument("--out", required=True, type=Path, help="output folder (the prior, checkpoint.pt, training_log.json)")
-    train.add_argument("--image-size", type=int, default=defaults.image_size, help=f"side of the square training images (default {defaults.image_size})")
+    train.add_argument("--image-size", type=positive_int, default=defaults.image_size, help=f"side of the square training images (default {defaults.image_size})")
     train.add_argument("--size-mode", choices=SIZE_MODES, default=defaults.size_mode)
     train.add_argument("--network", choices=tuple(NETWORK_PRESETS), default=defaults.network, help=f"network size (default {defaults.network})")
-    train.add_argument("--steps", type=int, default=defaults.steps)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--steps", type=positive_int, default=defaults.steps)
+    train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     train.add_argument("--lr", type=float, default=defaults.learning_rate, help=f"learning rate (default {defaults.learning_rate:g})")
     train.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     train.add_argument("--ema", type=float, default=defaults.ema_decay, help="EMA decay of the saved weights (0 disables)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     add_device_option(train)
-    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    train.add_argument("--log-every", type=int, default=defaults.log_every)
+    train.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
+    train.add_argument("--log-every", type=positive_int, default=defaults.log_every)
     train.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to [-1, 1] (default: 0-255 for uint8, else data min-max)")
-    train.add_argument("--max-images", type=int, help="use only the first N images")
+    train.add_argument("--max-images", type=positive_int, help="use only the first N images")
     train.add_argument("--flip", action="store_true", help="augment with random left-right flips")
     train.add_argument("--description", help="training-data description stored with the prior")
     group = train.add_mutually_exclusive_group()
@@ -52,10 +52,8 @@ def run_train(args: argparse.Namespace) -> int:
     from ..core.data import read_images
     from ..core.training import iter_training
 
-    images = read_images(args.data)
+    images = read_images(args.data, grey=None)
     if args.max_images is not None:
-        if args.max_images < 1:
-            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
         images = images[: args.max_images]
     config = TrainingConfig(
         image_size=args.image_size,

@@ -355,6 +355,7 @@ def _metadata_for(folder: Path, unet: "UNet2DModel") -> PriorMetadata:
     channels = int(unet.config.in_channels)
     path = folder / METADATA_FILE
     if not path.is_file():
+        _check_foreign_unet(folder, unet, size)
         return PriorMetadata(image_size=size, channels=channels, assumed_defaults=True)
     data = _read_json(path, folder)
     try:
@@ -381,6 +382,31 @@ def _metadata_for(folder: Path, unet: "UNet2DModel") -> PriorMetadata:
             f"says {channels} at {size}",
         )
     return metadata
+
+
+def _check_foreign_unet(folder: Path, unet: "UNet2DModel", size: tuple[int, int]) -> None:
+    """For a folder without napari-klip metadata: refuse a ``sample_size`` the UNet cannot run at, warn about the rest.
+
+    Nothing in the weights records the size they were trained at, so the config's ``sample_size``
+    is taken on trust — and said so.
+    """
+    import warnings
+
+    levels = len(unet.config.down_block_types)
+    multiple = 2 ** (levels - 1)
+    if any(side < multiple or side % multiple for side in size):
+        raise PriorLoadError(
+            folder,
+            f"the UNet config says sample_size {size}, but a UNet with {levels} resolution levels needs sides that are "
+            f"multiples of {multiple}; fix 'sample_size' in its config.json or add '{METADATA_FILE}'",
+        )
+    warnings.warn(
+        f"'{folder}' has no {METADATA_FILE}: assuming the image size {size[0]}×{size[1]} of the UNet config's sample_size "
+        "and intensities in [0, 1]; if the network was trained otherwise its scores are meaningless — write a "
+        f"{METADATA_FILE} (see docs/priors.md)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def load_prior(path: str | Path, device: "str | torch.device" = "auto") -> DiffusionPrior:
@@ -476,4 +502,6 @@ def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "au
     avoid_triton_llvm_clash()  # a napari viewer opened before the first prior load would otherwise crash on Mesa OpenGL
     if isinstance(prior, DiffusionPrior):
         return prior
+    if prior is not None and not isinstance(prior, (str, Path)):
+        raise TypeError(f"prior must be a DiffusionPrior, a prior folder (str or Path) or None, got {type(prior).__name__} {prior!r}")
     return load_prior(default_prior_path() if prior is None else prior, device=device)

@@ -146,6 +146,22 @@ def _prepare_images(images: np.ndarray, config: TrainingConfig) -> tuple[np.ndar
     return np.ascontiguousarray(data, dtype=np.float32), (float(low), float(high))
 
 
+def _batch_within_data(config: TrainingConfig, count: int) -> TrainingConfig:
+    """``config`` with the batch size lowered to ``count`` images (with a warning) when it asks for more."""
+    if config.batch_size <= count:
+        return config
+    import warnings
+    from dataclasses import replace
+
+    warnings.warn(
+        f"batch size {config.batch_size} is larger than the {count} training images; using {count} "
+        "(a larger batch only repeats images and costs memory)",
+        UserWarning,
+        stacklevel=3,
+    )
+    return replace(config, batch_size=count)
+
+
 def _hardware(device: Any) -> str:
     import torch
 
@@ -285,6 +301,7 @@ def iter_training(
     config.validate()
     out_dir = Path(out_dir)
     data, intensity_range = _prepare_images(images, config)
+    config = _batch_within_data(config, len(data))
     device = resolve_device(config.device)
     with output_lock(out_dir):
         work_dir, resuming = _prepare_out_dir(out_dir, resume, overwrite)
