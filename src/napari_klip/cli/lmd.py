@@ -8,17 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (
-    LMD_OUTPUTS,
-    add_common_options,
-    add_lmd_options,
-    as_written,
-    read_stack,
-    score_lmd,
-    staged_results,
-    write_result_json,
-    write_tiff,
-)
+from ._common import LMD_OUTPUTS, add_common_options, add_lmd_options, as_written, read_stack, score_lmd, staged_results, write_result_json, write_tiff
 
 __all__ = ["LMD_OUTPUTS", "register", "run_lmd"]
 
