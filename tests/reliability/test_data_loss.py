@@ -146,3 +146,14 @@ def test_lmd_overwrite_into_a_klip_folder_removes_klip_files(tmp_path, saved_pri
                  "--steps", "4", "--device", "cpu", "--out", str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["heatmap.tif", "masks.tif", "mine.txt", "reconstructions.tif", "result.json"]
     assert "distances" in json.loads((out / "result.json").read_text())
+
+
+def test_unwritable_out_fails_before_sampling(tmp_path, saved_prior, image_file, monkeypatch, capsys):
+    """os.access is faked: the tests may run as root, for whom every folder is writable."""
+    import napari_klip.core.outputs as outputs
+
+    monkeypatch.setattr(outputs.os, "access", lambda path, mode: False)
+    monkeypatch.setattr("napari_klip.api.klip.score_stack", lambda *a, **k: (_ for _ in ()).throw(AssertionError("sampled")))
+    assert _score(saved_prior, image_file, tmp_path / "o") == 1
+    assert "cannot write into" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -34,14 +34,16 @@ def check_writable_folder(folder: Path) -> None:
     PermissionError
         If it (or the nearest existing parent that would hold it) is not writable.
     """
-    folder = Path(folder)
+    folder = Path(folder).absolute()
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"'{folder}' is a file, not an output folder")
-    existing = folder
+    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into the output folder '{folder}'")
+    existing = folder.parent  # the lock and the staging folder are written beside the output folder
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write into '{existing}' (to hold the output folder '{folder}')")
+        raise PermissionError(f"cannot write into '{existing}' (to hold the output folder '{folder}' and its lock)")
 
 
 def _lock_path(folder: Path) -> Path:
