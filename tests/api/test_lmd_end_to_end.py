@@ -75,6 +75,6 @@ def test_heatmap_localizes_a_square_on_the_background(mnist_prior, digits_and_cl
         image[mask] = 255.0
         images.append(image)
         masks.append(mask)
-    results = lmd_score_stack(np.stack(images), mnist_prior, LmdConfig(num_reconstructions=4, num_steps=10, distance=distance), batch_size=4)
+    results = lmd_score_stack(np.stack(images), mnist_prior, config=LmdConfig(num_reconstructions=4, num_steps=10, distance=distance), batch_size=4)
     aucs = [roc_auc_score(mask.ravel(), result.heatmap.ravel()) for mask, result in zip(masks, results, strict=True)]
     assert np.mean(aucs) > 0.85 and min(aucs) > 0.7, aucs
