@@ -89,6 +89,7 @@ def test_missing_lpips_weights_fail_before_sampling(prior, disc_images, tmp_path
 
     monkeypatch.delenv("NAPARI_KLIP_ALEXNET_WEIGHTS", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("napari_klip.core.lmd.lpips_distance.PACKAGED_ALEXNET_WEIGHTS", tmp_path / "not-installed.npz")
     calls = []
     with pytest.raises(LpipsWeightsError, match="alexnet"):
         lmd_score(disc_images[0], prior=prior, config=LmdConfig(num_steps=4, mask_grid=4), progress=calls.append)
@@ -119,6 +120,7 @@ def test_cli_lmd_errors(tmp_path, prior, capsys, monkeypatch):
     assert "divisible by 3" in capsys.readouterr().err
     monkeypatch.delenv("NAPARI_KLIP_ALEXNET_WEIGHTS", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("napari_klip.core.lmd.lpips_distance.PACKAGED_ALEXNET_WEIGHTS", tmp_path / "not-installed.npz")
     assert main([*base, "--mask-grid", "4", "--out", str(tmp_path / "o2")]) == 1
     error = capsys.readouterr().err
     assert error.startswith("napari-klip: error:") and "mse" in error and not (tmp_path / "o2" / "result.json").exists()

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from napari_klip.core.lmd import lpips_distance
 from conftest import shared_file
 from skimage.metrics import structural_similarity
 from skimage.transform import resize
@@ -218,9 +220,13 @@ def test_weights_search_order(tmp_path, isolated_torch_hub, monkeypatch):
     explicit = tmp_path / "explicit.pth"
     explicit.write_bytes(cached.read_bytes())
     assert find_alexnet_weights(explicit) == explicit
+    monkeypatch.delenv(ALEXNET_WEIGHTS_ENV)
+    cached.unlink()
+    assert find_alexnet_weights() == lpips_distance.PACKAGED_ALEXNET_WEIGHTS  # last: the copy shipped in the package
 
 
-def test_missing_weights_say_what_to_place_where(isolated_torch_hub):
+def test_missing_weights_say_what_to_place_where(isolated_torch_hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(lpips_distance, "PACKAGED_ALEXNET_WEIGHTS", tmp_path / "not-installed.npz")  # a broken install
     expected_place = str(isolated_torch_hub / "checkpoints" / TORCHVISION_ALEXNET_FILE)
     for attempt in (find_alexnet_weights, lambda: make_distance("lpips")):
         with pytest.raises(LpipsWeightsError) as caught:

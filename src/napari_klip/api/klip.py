@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.errors import ImageDataError
 from ..core.grid import check_image, check_stack, to_input_grid, to_prior_grid
 from ..core.klip import (
     KlipConfig,
@@ -299,6 +300,8 @@ def score_measurement(
         raise TypeError(f"measurement must hold real numbers, got dtype {array.dtype}")
     if array.ndim != 2:
         raise ValueError(f"measurement must be one 2-D array (e.g. a sinogram), got shape {array.shape}")
+    if not np.all(np.isfinite(array.astype(np.float32))):
+        raise ImageDataError(f"measurement: holds NaN or infinite values (or values beyond float32, up to {np.max(np.abs(array)):.3g})")
     tensor = torch.from_numpy(array.astype(np.float32))[None, None]
     measurement_model = measurement_to_model_range(prior, operator, tensor)
     shape = tuple(output_shape) if output_shape is not None else tuple(prior.image_size)

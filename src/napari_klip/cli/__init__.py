@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -18,6 +19,10 @@ from . import demo, evaluate, info, lmd, sample, score, train
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+#: Commands whose outputs are staged and land only complete (Ctrl-C leaves ``--out`` untouched).
+STAGED_COMMANDS = ("score", "lmd", "evaluate")
+#: Exit code after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 #: The subcommands, in the order ``--help`` lists them; each module registers its own parser.
@@ -36,6 +41,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """Warnings as ``napari-klip: warning: ...`` lines (no file names or source lines)."""
+    return f"napari-klip: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``napari-klip`` command line; returns the exit code.
 
@@ -47,9 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return EXIT_USAGE if argv else 0
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.handler(args)
+    except KeyboardInterrupt:
+        staged = args.command in STAGED_COMMANDS
+        kept = f"; {args.out} was left as it was (outputs land only when a run completes)" if staged else ""
+        print(f"napari-klip: interrupted{kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (FileNotFoundError, FileExistsError, NapariKlipError, ValueError, OSError) as error:
         print(f"napari-klip: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        warnings.formatwarning = formatwarning
 

@@ -31,6 +31,17 @@ from ..core.options import (
 )
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1 (``--steps 0`` is a usage error naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return value
+
+
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cuda|mps|cpu`` and ``--precision auto|fp32|bf16``: where and how the network runs."""
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=DEVICE_CHOICES[0])
@@ -42,7 +53,7 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Options every scoring command has: prior, steps, seed, device, output."""
     parser.add_argument("--model", type=Path, help="prior folder (default: the bundled OrganAMNIST CT prior)")
-    parser.add_argument("--steps", type=int, default=KlipConfig.num_steps,
+    parser.add_argument("--steps", type=positive_int, default=KlipConfig.num_steps,
                         help=f"sampling steps, respaced over the prior's schedule (default {KlipConfig.num_steps})")
     parser.add_argument("--seed", type=int, default=0)
     add_device_option(parser)
@@ -61,7 +72,7 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--factor", type=int, default=ops.factor, help=f"downsample: factor (default {ops.factor})")
     parser.add_argument("--mask", type=Path, help="inpaint: TIFF of known pixels (non-zero = known), prior-sized")
     parser.add_argument("--noise-sigma", type=float, default=0.0, help="simulated measurement noise (intensity units)")
-    parser.add_argument("--samples", type=int, default=klip.num_samples, help=f"posterior samples per image (default {klip.num_samples})")
+    parser.add_argument("--samples", type=positive_int, default=klip.num_samples, help=f"posterior samples per image (default {klip.num_samples})")
     parser.add_argument("--zeta", type=float, default=klip.zeta, help=f"guidance step size zeta0 (default {klip.zeta:g})")
     parser.add_argument("--sigma-y", type=float, default=klip.sigma_y)
     parser.add_argument("--guidance", choices=GUIDANCE_MODES, default=klip.guidance,
@@ -79,16 +90,16 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
 def add_lmd_options(parser: argparse.ArgumentParser) -> None:
     """LMD's own options (shared by ``lmd`` and ``evaluate --method lmd``)."""
     lmd = LmdConfig
-    parser.add_argument("--reconstructions", type=int, default=lmd.num_reconstructions,
+    parser.add_argument("--reconstructions", type=positive_int, default=lmd.num_reconstructions,
                         help=f"LMD: reconstructions per image (default {lmd.num_reconstructions})")
     parser.add_argument("--mask-kind", choices=MASK_KINDS, default=lmd.mask, help=f"LMD: lift mask (default {lmd.mask})")
-    parser.add_argument("--mask-grid", type=int, default=lmd.mask_grid, help=f"LMD: patches per side of the mask (default {lmd.mask_grid})")
+    parser.add_argument("--mask-grid", type=positive_int, default=lmd.mask_grid, help=f"LMD: patches per side of the mask (default {lmd.mask_grid})")
     parser.add_argument("--lift", choices=LIFTS, default=lmd.lift, help="LMD: mask+inpaint or diffuse+denoise")
     parser.add_argument("--diffuse-step", type=int, default=lmd.diffuse_step, help=f"LMD: start step of --lift diffuse (default {lmd.diffuse_step})")
     parser.add_argument("--distance", choices=DISTANCE_NAMES, default=lmd.distance, help=f"LMD: image distance (default {lmd.distance})")
     parser.add_argument("--aggregate", choices=AGGREGATES, default=lmd.aggregate, help=f"LMD: over reconstructions (default {lmd.aggregate})")
     parser.add_argument("--lpips-weights", help="LMD: ImageNet AlexNet weights for LPIPS (.npz or torchvision .pth)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_LMD_BATCH_SIZE,
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_LMD_BATCH_SIZE,
                         help=f"LMD: images per batched reverse process (default {DEFAULT_LMD_BATCH_SIZE})")
 
 
@@ -139,6 +150,24 @@ def map_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"block_size": args.block_size, "window": tuple(args.window) if args.window else None, "threshold": args.threshold}
 
 
+#: What each scoring command writes into ``--out`` (a command overwriting a folder removes the others' files).
+SCORE_OUTPUTS = ("heatmap.tif", "labels.tif", "reconstruction.tif", "trace.npz", "result.json")
+LMD_OUTPUTS = ("heatmap.tif", "reconstructions.tif", "masks.tif", "result.json")
+RESULT_OUTPUTS = tuple(dict.fromkeys(SCORE_OUTPUTS + LMD_OUTPUTS))
+
+
+def staged_results(out: Path, names: tuple[str, ...], overwrite: bool):
+    """Lock ``out``, check it before any work, and stage the outputs (see :func:`napari_klip.core.outputs.staged_output`).
+
+    Files of the other scoring command are removed when the new ones land, so a folder never mixes
+    a KLIP and an LMD run.
+    """
+    from ..core.outputs import staged_output
+
+    stale = tuple(name for name in RESULT_OUTPUTS if name not in names)
+    return staged_output(out, names, overwrite, stale=stale)
+
+
 def check_out(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
     """Refuse to replace earlier outputs without ``--overwrite`` (the folder is made only when writing)."""
     existing = [name for name in names if (out / name).exists()]
@@ -150,7 +179,7 @@ def read_stack(path: Path, what: str) -> np.ndarray:
     """A grey image or stack as ``(N, H, W)``; ``what`` names the option in errors."""
     from ..core.data import read_images
 
-    stack = read_images(path)
+    stack = read_images(path, grey=True)
     if stack.ndim != 3:
         raise ValueError(f"{what} '{path}' must be grey images (H, W) or a stack (N, H, W); got shape {stack.shape}")
     return stack
@@ -204,8 +233,8 @@ def as_written(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.stack(arrays)
 
 
-def write_result_json(out: Path, results: list, start: float, method: str, **specific: Any) -> None:
-    """Write ``result.json`` (scores, method-specific fields, parameters, time) and say where outputs went."""
+def write_result_json(out: Path, results: list, start: float, method: str, shown: Path | None = None, **specific: Any) -> None:
+    """Write ``result.json`` (scores, method-specific fields, parameters, time) and say where outputs go (``shown``)."""
     summary = {
         "scores": [r.score for r in results],
         **specific,
@@ -214,4 +243,4 @@ def write_result_json(out: Path, results: list, start: float, method: str, **spe
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"{method} scored {len(results)} image(s); max score {max(summary['scores']):.4g}; outputs in {out}")
+    print(f"{method} scored {len(results)} image(s); max score {max(summary['scores']):.4g}; outputs in {shown or out}")

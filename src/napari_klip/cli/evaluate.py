@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.options import METHODS
-from ._common import add_common_options, add_klip_options, add_lmd_options, check_out, read_stack, score_klip, score_lmd
+from ._common import add_common_options, add_klip_options, add_lmd_options, read_stack, score_klip, score_lmd
 
 EVALUATE_OUTPUTS = ("metrics.json", "roc.png")
 
@@ -43,6 +43,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..core.grid import mask_to_prior_grid
     from ..core.grid import resize_to_grid
     from ..core.metrics import baseline_image_level_aucs, dataset_roc_auc, dataset_roc_curve, image_level_roc_auc
+    from ..core.outputs import staged_output
     from ..core.prior import resolve_prior
 
     id_stack, ood_stack = read_stack(args.id, "--id"), read_stack(args.ood, "--ood")
@@ -52,55 +53,77 @@ def run_evaluate(args: argparse.Namespace) -> int:
     bodies = read_stack(args.body_masks, "--body-masks") != 0 if args.body_masks else None
     if bodies is not None and bodies.shape != ood_stack.shape:
         raise ValueError(f"--body-masks has shape {bodies.shape}, the OOD stack {ood_stack.shape}")
-    check_out(args.out, EVALUATE_OUTPUTS, args.overwrite)
-    start = time.perf_counter()
-    prior = resolve_prior(args.model, args.device).set_precision(args.precision)
-    score = score_lmd if args.method == "lmd" else score_klip
-    id_results, ood_results = score(id_stack, args, prior, "ID images"), score(ood_stack, args, prior, "OOD images")
-    if args.method == "lmd":
-        # LMD's heatmap is per pixel on the input's grid: pixel "blocks" of side 1.
-        score_maps, block, on_grid = [r.heatmap for r in ood_results], 1, (lambda masks: list(masks))
-        map_settings: dict[str, Any] = {}
-        seen = [np.asarray(image, dtype=np.float64) for image in ood_stack]
-        reconstructed = [r.reconstructions.mean(axis=0) for r in ood_results]
-    else:
-        score_maps, block = [r.score_map for r in ood_results], ood_results[0].block_size
-        on_grid = lambda masks: [mask_to_prior_grid(mask, prior.image_size) for mask in masks]  # noqa: E731
-        map_settings = {"block_size": block, "window": list(ood_results[0].window)}
-        seen = [resize_to_grid(r.observed, prior.image_size) for r in ood_results]
-        reconstructed = [resize_to_grid(r.reconstruction, prior.image_size) for r in ood_results]
-    id_scores, ood_scores = [r.score for r in id_results], [r.score for r in ood_results]
-    metrics: dict[str, Any] = {
-        "method": args.method,
-        "dataset_level_auc": dataset_roc_auc(id_scores, ood_scores),
-        "id_images": len(id_results),
-        "ood_images": len(ood_results),
-        "id_scores": id_scores,
-        "ood_scores": ood_scores,
-    }
-    if labels is not None:
-        if bodies is None and args.auto_body_mask:
-            bodies = np.stack([foreground_mask(image) for image in ood_stack])
-        grid_labels, grid_bodies = on_grid(labels), None if bodies is None else on_grid(bodies)
-        level = image_level_roc_auc(score_maps, grid_labels, block, grid_bodies)
-        metrics.update(image_level_auc=level.mean_auc, image_level_per_image=level.per_image, image_level_images_used=level.images_used)
-        if seen[0].ndim == 2:  # the baselines are defined for grey images
-            baselines = {name: result.mean_auc for name, result in
-                         baseline_image_level_aucs(seen, reconstructed, grid_labels, block, grid_bodies).items()}
-            metrics.update(baseline_image_level_auc=baselines, margin_over_best_baseline=level.mean_auc - max(baselines.values()))
-    metrics.update(parameters=ood_results[0].parameters, **map_settings, wall_time_s=round(time.perf_counter() - start, 2))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-    _roc_png(args.out / "roc.png", *dataset_roc_curve(id_scores, ood_scores), metrics["dataset_level_auc"], args.method.upper())
-    message = f"{args.method.upper()} dataset-level ROC-AUC {metrics['dataset_level_auc']:.3f}"
-    if "baseline_image_level_auc" in metrics:
-        beside = ", ".join(f"{name} {value:.3f}" for name, value in metrics["baseline_image_level_auc"].items())
-        message += (f", image-level ROC-AUC {metrics['image_level_auc']:.3f} (baselines: {beside}; "
-                    f"margin over the best {metrics['margin_over_best_baseline']:+.3f})")
-    elif "image_level_auc" in metrics:
-        message += f", image-level ROC-AUC {metrics['image_level_auc']:.3f}"
-    print(f"{message}; outputs in {args.out}")
+    with staged_output(args.out, EVALUATE_OUTPUTS, args.overwrite) as staging:
+        start = time.perf_counter()
+        prior = resolve_prior(args.model, args.device).set_precision(args.precision)
+        score = score_lmd if args.method == "lmd" else score_klip
+        id_results, ood_results = score(id_stack, args, prior, "ID images"), score(ood_stack, args, prior, "OOD images")
+        if args.method == "lmd":
+            # LMD's heatmap is per pixel on the input's grid: pixel "blocks" of side 1.
+            score_maps, block, on_grid = [r.heatmap for r in ood_results], 1, (lambda masks: list(masks))
+            map_settings: dict[str, Any] = {}
+            seen = [np.asarray(image, dtype=np.float64) for image in ood_stack]
+            reconstructed = [r.reconstructions.mean(axis=0) for r in ood_results]
+        else:
+            score_maps, block = [r.score_map for r in ood_results], ood_results[0].block_size
+            on_grid = lambda masks: [mask_to_prior_grid(mask, prior.image_size) for mask in masks]  # noqa: E731
+            map_settings = {"block_size": block, "window": list(ood_results[0].window)}
+            seen = [resize_to_grid(r.observed, prior.image_size) for r in ood_results]
+            reconstructed = [resize_to_grid(r.reconstruction, prior.image_size) for r in ood_results]
+        id_scores, ood_scores = [r.score for r in id_results], [r.score for r in ood_results]
+        metrics: dict[str, Any] = {
+            "method": args.method,
+            "dataset_level_auc": dataset_roc_auc(id_scores, ood_scores),
+            "id_images": len(id_results),
+            "ood_images": len(ood_results),
+            "id_scores": id_scores,
+            "ood_scores": ood_scores,
+        }
+        if labels is not None:
+            if bodies is None and args.auto_body_mask:
+                bodies = np.stack([foreground_mask(image) for image in ood_stack])
+            grid_labels, grid_bodies = on_grid(labels), None if bodies is None else on_grid(bodies)
+            level = image_level_roc_auc(score_maps, grid_labels, block, grid_bodies)
+            metrics.update(image_level_auc=level.mean_auc, image_level_per_image=level.per_image, image_level_images_used=level.images_used)
+            if seen[0].ndim == 2:  # the baselines are defined for grey images
+                baselines = {name: result.mean_auc for name, result in
+                             baseline_image_level_aucs(seen, reconstructed, grid_labels, block, grid_bodies).items()}
+                metrics.update(baseline_image_level_auc=baselines, margin_over_best_baseline=level.mean_auc - max(baselines.values()))
+        metrics.update(parameters=ood_results[0].parameters, **map_settings, wall_time_s=round(time.perf_counter() - start, 2))
+        (staging / "metrics.json").write_text(json.dumps(_without_nan(metrics), indent=2, default=str, allow_nan=False) + "\n")
+        _roc_png(staging / "roc.png", *dataset_roc_curve(id_scores, ood_scores), metrics["dataset_level_auc"], args.method.upper())
+        message = f"{args.method.upper()} dataset-level ROC-AUC {metrics['dataset_level_auc']:.3f}"
+        if metrics.get("baseline_image_level_auc"):
+            beside = ", ".join(f"{name} {value:.3f}" for name, value in metrics["baseline_image_level_auc"].items())
+            message += (f", image-level ROC-AUC {metrics['image_level_auc']:.3f} (baselines: {beside}; "
+                        f"margin over the best {metrics['margin_over_best_baseline']:+.3f})")
+        elif "image_level_auc" in metrics:
+            message += f", image-level ROC-AUC {metrics['image_level_auc']:.3f}"
+        print(f"{message}; outputs in {args.out}")
     return 0
+
+
+def _without_nan(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with every NaN (an AUC that is undefined) as ``null``, and a note saying why (JSON has no NaN)."""
+    undefined: list[str] = []
+
+    def clean(value: Any, name: str) -> Any:
+        if isinstance(value, float) and not np.isfinite(value):
+            undefined.append(name)
+            return None
+        if isinstance(value, list):
+            return [clean(item, name) for item in value]
+        if isinstance(value, dict):
+            return {key: clean(item, f"{name}.{key}") for key, item in value.items()}
+        return value
+
+    cleaned = {key: clean(value, key) for key, value in metrics.items()}
+    if undefined:
+        cleaned["notes"] = [
+            f"null = undefined: {', '.join(dict.fromkeys(undefined))} — an ROC-AUC needs both classes (e.g. an OOD image whose "
+            "--ood-labels has no positive pixel, or no negative one, within the body mask)"
+        ]
+    return cleaned
 
 
 def _roc_png(path: Path, fpr: np.ndarray, tpr: np.ndarray, auc: float, method: str = "KLIP") -> None:

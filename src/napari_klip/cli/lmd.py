@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import add_common_options, add_lmd_options, as_written, check_out, read_stack, score_lmd, write_result_json, write_tiff
+from ._common import LMD_OUTPUTS, add_common_options, add_lmd_options, as_written, read_stack, score_lmd, staged_results, write_result_json, write_tiff
 
-LMD_OUTPUTS = ("heatmap.tif", "reconstructions.tif", "masks.tif", "result.json")
+__all__ = ["LMD_OUTPUTS", "register", "run_lmd"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,13 +33,12 @@ def run_lmd(args: argparse.Namespace) -> int:
     from ..core.prior import resolve_prior
 
     stack = read_stack(args.input, "--input")
-    check_out(args.out, LMD_OUTPUTS, args.overwrite)
-    start = time.perf_counter()
-    prior = resolve_prior(args.model, args.device).set_precision(args.precision)
-    results = score_lmd(stack, args, prior, "LMD")
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_tiff(args.out / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
-    write_tiff(args.out / "reconstructions.tif", as_written([r.reconstructions for r in results]).astype(np.float32))
-    write_tiff(args.out / "masks.tif", results[0].masks.astype(np.uint8))
-    write_result_json(args.out, results, start, "LMD", distances=[r.distances.tolist() for r in results])
+    with staged_results(args.out, LMD_OUTPUTS, args.overwrite) as staging:
+        start = time.perf_counter()
+        prior = resolve_prior(args.model, args.device).set_precision(args.precision)
+        results = score_lmd(stack, args, prior, "LMD")
+        write_tiff(staging / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
+        write_tiff(staging / "reconstructions.tif", as_written([r.reconstructions for r in results]).astype(np.float32))
+        write_tiff(staging / "masks.tif", results[0].masks.astype(np.uint8))
+        write_result_json(staging, results, start, "LMD", args.out, distances=[r.distances.tolist() for r in results])
     return 0

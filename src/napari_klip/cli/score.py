@@ -12,19 +12,20 @@ from ._common import (
     add_common_options,
     add_klip_options,
     as_written,
-    check_out,
     follow,
     klip_config,
     klip_operator,
     map_options,
     progress_bar,
     read_stack,
+    SCORE_OUTPUTS,
     score_klip,
+    staged_results,
     write_result_json,
     write_tiff,
 )
 
-SCORE_OUTPUTS = ("heatmap.tif", "labels.tif", "reconstruction.tif", "trace.npz", "result.json")
+__all__ = ["SCORE_OUTPUTS", "register", "run_score"]
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,32 +50,36 @@ def run_score(args: argparse.Namespace) -> int:
 
     if args.input is None and args.measurement is None:
         raise ValueError("give --input (an image or stack) or --measurement (a measured sinogram/image)")
-    check_out(args.out, SCORE_OUTPUTS, args.overwrite)
-    start = time.perf_counter()
-    prior = resolve_prior(args.model, args.device).set_precision(args.precision)
-    if args.measurement is not None:
-        operator = klip_operator(args, prior.image_size)
-        shape = tuple(read_stack(args.input, "--input").shape[1:]) if args.input else tuple(prior.image_size)
-        measurements = read_stack(args.measurement, "--measurement")
-        with progress_bar(len(measurements) * args.steps, "scoring") as bar:
-            results = score_measurements(measurements, operator, prior, config=klip_config(args), output_shape=shape,
-                                         progress=follow(bar), **map_options(args))
-    else:
-        results = score_klip(read_stack(args.input, "--input"), args, prior, "scoring")
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_tiff(args.out / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
-    write_tiff(args.out / "labels.tif", as_written([r.labels for r in results]))
-    write_tiff(args.out / "reconstruction.tif", as_written([r.reconstruction for r in results]).astype(np.float32))
+    with staged_results(args.out, SCORE_OUTPUTS, args.overwrite) as staging:
+        start = time.perf_counter()
+        prior = resolve_prior(args.model, args.device).set_precision(args.precision)
+        if args.measurement is not None:
+            operator = klip_operator(args, prior.image_size)
+            shape = tuple(read_stack(args.input, "--input").shape[1:]) if args.input else tuple(prior.image_size)
+            measurements = read_stack(args.measurement, "--measurement")
+            with progress_bar(len(measurements) * args.steps, "scoring") as bar:
+                results = score_measurements(measurements, operator, prior, config=klip_config(args), output_shape=shape,
+                                             progress=follow(bar), **map_options(args))
+        else:
+            results = score_klip(read_stack(args.input, "--input"), args, prior, "scoring")
+        _write_score_outputs(staging, results, start, args.out)
+    return 0
+
+
+def _write_score_outputs(folder: Path, results: list, start: float, shown: Path) -> None:
+    """KLIP's maps, trace and ``result.json`` into ``folder`` (the staging folder of ``shown``)."""
+    write_tiff(folder / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
+    write_tiff(folder / "labels.tif", as_written([r.labels for r in results]))
+    write_tiff(folder / "reconstruction.tif", as_written([r.reconstruction for r in results]).astype(np.float32))
     np.savez_compressed(
-        args.out / "trace.npz",
+        folder / "trace.npz",
         energy=np.stack([r.trace.energy for r in results]),
         timesteps=results[0].trace.timesteps,
     )
     write_result_json(
-        args.out, results, start, "KLIP",
+        folder, results, start, "KLIP", shown,
         block_size=results[0].block_size,
         window=list(results[0].window),
         threshold=results[0].threshold,
         threshold_values=[r.threshold_value for r in results],
     )
-    return 0

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..core.networks import NETWORK_PRESETS
 from ..core.options import SIZE_MODES
 from ..core.training import TrainingConfig
-from ._common import add_device_option
+from ._common import add_device_option, positive_int
+from ._interrupts import DeferredInterrupt
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -22,23 +23,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--data", required=True, help="TIFF stack, folder of TIFF/PNG files, or FILE.npz:KEY")
     train.add_argument("--out", required=True, type=Path, help="output folder (the prior, checkpoint.pt, training_log.json)")
-    train.add_argument("--image-size", type=int, default=defaults.image_size, help=f"side of the square training images (default {defaults.image_size})")
+    train.add_argument("--image-size", type=positive_int, default=defaults.image_size, help=f"side of the square training images (default {defaults.image_size})")
     train.add_argument("--size-mode", choices=SIZE_MODES, default=defaults.size_mode)
     train.add_argument("--network", choices=tuple(NETWORK_PRESETS), default=defaults.network, help=f"network size (default {defaults.network})")
-    train.add_argument("--steps", type=int, default=defaults.steps)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--steps", type=positive_int, default=defaults.steps)
+    train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     train.add_argument("--lr", type=float, default=defaults.learning_rate, help=f"learning rate (default {defaults.learning_rate:g})")
     train.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     train.add_argument("--ema", type=float, default=defaults.ema_decay, help="EMA decay of the saved weights (0 disables)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     add_device_option(train)
-    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    train.add_argument("--log-every", type=int, default=defaults.log_every)
+    train.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
+    train.add_argument("--log-every", type=positive_int, default=defaults.log_every)
     train.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to [-1, 1] (default: 0-255 for uint8, else data min-max)")
     train.add_argument("--labels", type=int, nargs="+", metavar="LABEL",
                        help="FILE.npz only: keep the images whose label (array KEY with 'images' -> 'labels', "
                             "e.g. train_labels) is one of these, e.g. --labels 6 for OrganAMNIST liver")
-    train.add_argument("--max-images", type=int, help="use only the first N images")
+    train.add_argument("--max-images", type=positive_int, help="use only the first N images")
     train.add_argument("--flip", action="store_true", help="augment with random left-right flips")
     train.add_argument("--description", help="training-data description stored with the prior")
     group = train.add_mutually_exclusive_group()
@@ -54,10 +55,8 @@ def run_train(args: argparse.Namespace) -> int:
     from ..core.data import read_images
     from ..core.training import iter_training
 
-    images = read_images(args.data, labels=None if args.labels is None else tuple(args.labels))
+    images = read_images(args.data, grey=None, labels=None if args.labels is None else tuple(args.labels))
     if args.max_images is not None:
-        if args.max_images < 1:
-            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
         images = images[: args.max_images]
     config = TrainingConfig(
         image_size=args.image_size,
@@ -79,22 +78,25 @@ def run_train(args: argparse.Namespace) -> int:
     )
     steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)
     bar = tqdm(total=config.steps, desc="training", unit="step", disable=None)
-    try:
-        while True:
-            try:
-                update = next(steps)
-            except StopIteration as finished:
-                result = finished.value
-                break
-            if bar.n == 0 and update.step > 1:
-                bar.update(update.step - 1)
-            bar.update(1)
-            bar.set_postfix(loss=f"{update.loss:.4f}")
-    except KeyboardInterrupt:
-        steps.close()
-        bar.close()
-        print(f"interrupted; checkpoint saved — continue with --resume --out {args.out}", file=sys.stderr)
-        return 130
+    with DeferredInterrupt() as interrupt:
+        try:
+            while True:
+                if interrupt.requested:
+                    raise KeyboardInterrupt
+                try:
+                    update = next(steps)
+                except StopIteration as finished:
+                    result = finished.value
+                    break
+                if bar.n == 0 and update.step > 1:
+                    bar.update(update.step - 1)
+                bar.update(1)
+                bar.set_postfix(loss=f"{update.loss:.4f}")
+        except KeyboardInterrupt:
+            steps.close()  # at a step end: the generator saves its checkpoint
+            bar.close()
+            print(_interrupted_message(args.out), file=sys.stderr)
+            return 130
     bar.close()
     print(f"prior written to {result.out_dir} ({result.steps_done} steps, final loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s)")
     return 0
@@ -102,3 +104,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _label_note(labels: list[int] | None) -> str:
     return "" if labels is None else f", labels {', '.join(map(str, labels))}"
+
+
+def _interrupted_message(out: Path) -> str:
+    """One line saying what an interrupted run saved and how to continue it."""
+    from ..core.training import STAGING_SUFFIX, checkpoint_folder
+
+    folder = checkpoint_folder(out)
+    if folder is None:
+        return f"interrupted before a checkpoint was written; nothing saved in {out}"
+    kept = f"; the earlier prior in {out} is untouched" if folder.name.endswith(STAGING_SUFFIX) else ""
+    return f"interrupted; checkpoint saved in {folder}{kept} — continue with --resume --out {out}"

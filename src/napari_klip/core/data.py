@@ -30,13 +30,25 @@ def split_source(source: str | Path) -> tuple[Path, str | None]:
     return Path(text), None
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path, grey: bool | None) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         data = series.asarray()
         axes = series.axes
+        photometric = tif.pages[0].photometric
+    if axes.startswith("S") and data.ndim == 3 and data.shape[0] in (3, 4) and photometric == tifffile.PHOTOMETRIC.RGB:
+        # What tifffile.imwrite makes of a stack of 3 or 4 grey slices: one RGB(A) image, colour planes first.
+        if grey:
+            return data
+        if grey is None:
+            raise ImageDataError(
+                f"'{path}' is stored as one {'RGB' if data.shape[0] == 3 else 'RGBA'} image with its colour planes "
+                f"first, shape {data.shape} — which is how tifffile.imwrite stores a stack of {data.shape[0]} grey "
+                "slices. If they are grey slices, save them with tifffile.imwrite(path, stack, photometric='minisblack'); "
+                "if it is one colour image, save it as (height, width, colour)"
+            )
     if "S" in axes and axes.index("S") != len(axes) - 1:  # samples (RGB) first: move last
         data = np.moveaxis(data, axes.index("S"), -1)
     if "S" in axes:
@@ -101,7 +113,8 @@ def _read_npz(path: Path, key: str | None, labels: tuple[int, ...] | None = None
     return images[keep]
 
 
-def read_images(source: str | Path, key: str | None = None, labels: tuple[int, ...] | None = None) -> np.ndarray:
+def read_images(source: str | Path, key: str | None = None, grey: bool | None = None,
+                labels: tuple[int, ...] | None = None) -> np.ndarray:
     """Read an image stack from a TIFF file, a folder of TIFF/PNG files, or an ``.npz`` array.
 
     Parameters
@@ -110,6 +123,11 @@ def read_images(source: str | Path, key: str | None = None, labels: tuple[int, .
         ``stack.tif``, ``folder/``, ``data.npz`` or ``"data.npz:key"``.
     key : str, optional
         The ``.npz`` array to read (overrides a key given in ``source``).
+    grey : bool, optional
+        Whether grey images are wanted (the prior's channels). A TIFF of 3 or 4 colour planes stored
+        first — what ``tifffile.imwrite`` makes of 3 or 4 grey slices — is then read as slices when
+        ``grey`` is true, as one colour image when false, and is an error saying how to re-save it
+        when ``None`` (unknown, e.g. before training).
     labels : tuple of int, optional
         Keep only the images whose label is one of these (``.npz`` only): the labels are the
         array named like the images with ``images`` replaced by ``labels`` (``train_images`` →
@@ -139,7 +157,9 @@ def read_images(source: str | Path, key: str | None = None, labels: tuple[int, .
         stack = _read_npz(path, key, labels)
     elif path.suffix.lower() in (".tif", ".tiff"):
         try:
-            stack = _read_tiff(path)
+            stack = _read_tiff(path, grey)
+        except ImageDataError:
+            raise
         except Exception as error:  # noqa: BLE001
             raise ImageDataError(f"cannot read '{path}' as TIFF: {error}") from error
     elif path.suffix.lower() == ".png":

@@ -54,6 +54,14 @@ class PriorLoadError(NapariKlipError, OSError):
         super().__init__(f"cannot load a diffusion prior from '{path}': {problem}")
 
 
+class CheckpointLoadError(NapariKlipError, OSError):
+    """A training checkpoint cannot be read safely (it holds more than tensors, numbers and strings, or is corrupt)."""
+
+
+class OutputLockedError(NapariKlipError, FileExistsError):
+    """Another napari-klip run is writing into the same output folder."""
+
+
 class LpipsWeightsError(NapariKlipError, FileNotFoundError):
     """No usable ImageNet AlexNet weights for LPIPS were found (napari-klip never downloads them)."""
 
@@ -64,11 +72,13 @@ class LpipsWeightsFormatError(LpipsWeightsError):
 
 __all__ = [
     "Cancelled",
+    "CheckpointLoadError",
     "DeviceUnavailableError",
     "ImageDataError",
     "LpipsWeightsError",
     "LpipsWeightsFormatError",
     "NapariKlipError",
+    "OutputLockedError",
     "PriorLoadError",
     "ShapeMismatchError",
     "TrainingCancelled",

@@ -41,8 +41,27 @@ def check_stack(images: Any, channels: int) -> list[np.ndarray]:
     return [check_image(image, channels) for image in stack]
 
 
+#: Largest |value| in model units (the prior's intensity range is [-1, 1] there) an input may reach:
+#: beyond it the image is in other units than the prior's, and sampling would overflow or score 0.
+MAX_MODEL_MAGNITUDE = 1e3
+
+
+def check_intensity_scale(image: np.ndarray, prior: "DiffusionPrior", what: str = "image") -> None:
+    """Raise ``ImageDataError`` when ``image`` lies so far outside the prior's intensity range that scores are meaningless."""
+    low, high = prior.metadata.intensity_range
+    peak = float(np.max(np.abs(image.astype(np.float64) - (low + high) / 2))) if image.size else 0.0
+    if not np.isfinite(peak) or 2.0 * peak / (high - low) > MAX_MODEL_MAGNITUDE:
+        extreme = float(np.max(np.abs(image.astype(np.float64))))
+        raise ImageDataError(
+            f"{what}: values up to {extreme:.3g} are far outside the prior's intensity range [{low:g}, {high:g}] "
+            f"(over {MAX_MODEL_MAGNITUDE:g} times its half-width from its centre); give the {what} in the prior's units "
+            "(napari-klip info MODEL shows them)"
+        )
+
+
 def to_prior_grid(image: np.ndarray, prior: "DiffusionPrior") -> np.ndarray:
-    """``(C, H_prior, W_prior)`` float32 in model units."""
+    """``(C, H_prior, W_prior)`` float32 in model units (``ImageDataError`` for values far outside the prior's range)."""
+    check_intensity_scale(image, prior)
     data = image.astype(np.float32)
     data = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
     return prior.to_model_range(resize_to_grid(data, prior.image_size).astype(np.float32))

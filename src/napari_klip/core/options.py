@@ -74,6 +74,25 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def check_seed(seed: Any) -> None:
+    """Raise ``TypeError`` unless ``seed`` is an integer (a ``"1"`` would otherwise fail deep inside torch)."""
+    if not _is_int(seed):
+        raise TypeError(f"seed must be an integer, got {seed!r} ({type(seed).__name__})")
+
+
+def check_window(window: Any) -> tuple[int, int] | None:
+    """``None`` or a ``(start, stop)`` pair of integers; anything else is a ``TypeError`` or ``ValueError`` naming ``window``."""
+    if window is None:
+        return None
+    if isinstance(window, (str, bytes)) or not hasattr(window, "__len__"):
+        raise TypeError(f"window must be a (start, stop) pair of step indices, got {window!r}")
+    if len(window) != 2:
+        raise ValueError(f"window must be a (start, stop) pair of step indices, got {len(window)} values: {tuple(window)!r}")
+    if not all(_is_int(value) for value in window):
+        raise TypeError(f"window must hold integer step indices, got {tuple(window)!r} (not rounded: say which steps)")
+    return int(window[0]), int(window[1])
+
+
 # --- settings records -----------------------------------------------------------------------
 
 
@@ -114,7 +133,8 @@ class KlipConfig:
     stop_after_step: int | None = None
 
     def validate(self, num_train_timesteps: int) -> None:
-        """Raise ``ValueError`` naming the first setting out of range."""
+        """Raise ``ValueError`` naming the first setting out of range (``TypeError`` for a seed that is no integer)."""
+        check_seed(self.seed)
         if not _is_int(self.num_samples) or self.num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {self.num_samples!r}")
         if not _is_int(self.num_steps) or not 1 <= self.num_steps <= num_train_timesteps:
@@ -169,8 +189,10 @@ class LmdConfig:
     seed: int = 0
 
     def validate(self, prior: Any) -> None:
-        """Raise ``ValueError`` naming the first setting ``prior`` cannot run with."""
+        """Raise ``ValueError`` naming the first setting ``prior`` cannot run with (``TypeError`` for a seed that is no integer)."""
         from .diffusion import respaced_timesteps
+
+        check_seed(self.seed)
 
         if not _is_int(self.num_reconstructions) or self.num_reconstructions < 1:
             raise ValueError(f"num_reconstructions must be an integer >= 1, got {self.num_reconstructions!r}")

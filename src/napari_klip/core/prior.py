@@ -26,6 +26,7 @@ import numpy as np
 
 from .device import resolve_device
 from .errors import PriorLoadError
+from .outputs import remove_path, replace_tree
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -245,20 +246,30 @@ class DiffusionPrior:
 
 
 def write_prior_folder(folder: Path, unet: "UNet2DModel", scheduler: "DDPMScheduler", metadata: PriorMetadata) -> None:
-    """Write ``unet``, ``scheduler`` and ``metadata`` into ``folder`` (pipeline layout), replacing prior files."""
+    """Write ``unet``, ``scheduler`` and ``metadata`` into ``folder`` (pipeline layout), replacing prior files.
+
+    Everything is written into a hidden subfolder first and then renamed into place entry by entry,
+    so a killed process never leaves a truncated weights file; the weights are safetensors.
+    """
     import diffusers
 
     folder.mkdir(parents=True, exist_ok=True)
-    unet.save_pretrained(folder / "unet", safe_serialization=True)
-    scheduler.save_pretrained(folder / "scheduler")
+    staging = folder / ".prior.partial"
+    remove_path(staging)
+    staging.mkdir()
+    unet.save_pretrained(staging / "unet", safe_serialization=True)
+    scheduler.save_pretrained(staging / "scheduler")
     model_index = {
         "_class_name": "DDPMPipeline",
         "_diffusers_version": diffusers.__version__,
         "scheduler": ["diffusers", type(scheduler).__name__],
         "unet": ["diffusers", "UNet2DModel"],
     }
-    (folder / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
-    (folder / METADATA_FILE).write_text(json.dumps(metadata.to_json(), indent=2) + "\n")
+    (staging / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
+    (staging / METADATA_FILE).write_text(json.dumps(metadata.to_json(), indent=2) + "\n")
+    for name in ("unet", "scheduler", "model_index.json", METADATA_FILE):
+        replace_tree(staging / name, folder / name)
+    remove_path(staging)
 
 
 def create_prior(
@@ -362,6 +373,7 @@ def _metadata_for(folder: Path, unet: "UNet2DModel") -> PriorMetadata:
     channels = int(unet.config.in_channels)
     path = folder / METADATA_FILE
     if not path.is_file():
+        _check_foreign_unet(folder, unet, size)
         return PriorMetadata(image_size=size, channels=channels, assumed_defaults=True)
     data = _read_json(path, folder)
     try:
@@ -388,6 +400,31 @@ def _metadata_for(folder: Path, unet: "UNet2DModel") -> PriorMetadata:
             f"says {channels} at {size}",
         )
     return metadata
+
+
+def _check_foreign_unet(folder: Path, unet: "UNet2DModel", size: tuple[int, int]) -> None:
+    """For a folder without napari-klip metadata: refuse a ``sample_size`` the UNet cannot run at, warn about the rest.
+
+    Nothing in the weights records the size they were trained at, so the config's ``sample_size``
+    is taken on trust — and said so.
+    """
+    import warnings
+
+    levels = len(unet.config.down_block_types)
+    multiple = 2 ** (levels - 1)
+    if any(side < multiple or side % multiple for side in size):
+        raise PriorLoadError(
+            folder,
+            f"the UNet config says sample_size {size}, but a UNet with {levels} resolution levels needs sides that are "
+            f"multiples of {multiple}; fix 'sample_size' in its config.json or add '{METADATA_FILE}'",
+        )
+    warnings.warn(
+        f"'{folder}' has no {METADATA_FILE}: assuming the image size {size[0]}×{size[1]} of the UNet config's sample_size "
+        "and intensities in [0, 1]; if the network was trained otherwise its scores are meaningless — write a "
+        f"{METADATA_FILE} (see docs/priors.md)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def load_prior(path: str | Path, device: "str | torch.device" = "auto") -> DiffusionPrior:
@@ -433,8 +470,16 @@ def load_prior(path: str | Path, device: "str | torch.device" = "auto") -> Diffu
     config = _read_json(unet_dir / "config.json", folder)
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise PriorLoadError(folder, f"the network is a {config.get('_class_name')}, not a diffusers UNet2DModel")
+    if not any(unet_dir.glob("*.safetensors")) and any(unet_dir.glob("*.bin")):
+        raise PriorLoadError(
+            folder,
+            f"'{unet_dir}' has only pickle weights (.bin), which could run code when loaded; napari-klip reads "
+            "safetensors only — re-save the UNet with save_pretrained(..., safe_serialization=True) where you trust it",
+        )
     try:
-        unet = UNet2DModel.from_pretrained(root, subfolder=subfolder, local_files_only=True, low_cpu_mem_usage=False)
+        unet = UNet2DModel.from_pretrained(
+            root, subfolder=subfolder, local_files_only=True, low_cpu_mem_usage=False, use_safetensors=True
+        )
     except Exception as error:  # diffusers raises OSError, ValueError, safetensors errors, ...
         raise PriorLoadError(folder, f"the UNet weights could not be read ({type(error).__name__}: {error})") from error
     scheduler = _load_scheduler(folder)
@@ -475,4 +520,6 @@ def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "au
     avoid_triton_llvm_clash()  # a napari viewer opened before the first prior load would otherwise crash on Mesa OpenGL
     if isinstance(prior, DiffusionPrior):
         return prior
+    if prior is not None and not isinstance(prior, (str, Path)):
+        raise TypeError(f"prior must be a DiffusionPrior, a prior folder (str or Path) or None, got {type(prior).__name__} {prior!r}")
     return load_prior(default_prior_path() if prior is None else prior, device=device)

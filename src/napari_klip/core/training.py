@@ -22,7 +22,9 @@ import numpy as np
 
 from .networks import unet_config
 from .data import center_crop_stack, check_image_stack, default_intensity_range, resize_stack, to_channels_first
+from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import Cancelled, TrainingCancelled
+from .outputs import output_lock, remove_path, replace_tree
 from .options import PRECISIONS, SIZE_MODES, check_choice
 from .precision import autocast, resolve_precision
 from .prior import METADATA_FILE, PriorMetadata, create_prior, write_prior_folder
@@ -30,6 +32,8 @@ from .progress import Progress, drive
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "training_log.json"
+#: Suffix of the sibling folder an ``overwrite`` run trains in until it is complete.
+STAGING_SUFFIX = ".new"
 #: Files a training run writes into its output folder (the only ones ``overwrite`` removes).
 OUTPUT_ENTRIES = ("unet", "scheduler", "model_index.json", METADATA_FILE, CHECKPOINT_FILE, LOG_FILE)
 
@@ -148,6 +152,22 @@ def _prepare_images(images: np.ndarray, config: TrainingConfig) -> tuple[np.ndar
     return np.ascontiguousarray(data, dtype=np.float32), (float(low), float(high))
 
 
+def _batch_within_data(config: TrainingConfig, count: int) -> TrainingConfig:
+    """``config`` with the batch size lowered to ``count`` images (with a warning) when it asks for more."""
+    if config.batch_size <= count:
+        return config
+    import warnings
+    from dataclasses import replace
+
+    warnings.warn(
+        f"batch size {config.batch_size} is larger than the {count} training images; using {count} "
+        "(a larger batch only repeats images and costs memory)",
+        UserWarning,
+        stacklevel=3,
+    )
+    return replace(config, batch_size=count)
+
+
 def _hardware(device: Any) -> str:
     import torch
 
@@ -182,30 +202,55 @@ class _EMA:
         self.updates = int(state["updates"])
 
 
-def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> bool:
-    """Make ``out_dir`` ready; return whether a checkpoint is to be resumed."""
-    if resume and (out_dir / CHECKPOINT_FILE).is_file():
-        return True
-    if resume:
-        raise FileNotFoundError(f"cannot resume: '{out_dir / CHECKPOINT_FILE}' does not exist")
-    existing = [name for name in OUTPUT_ENTRIES if (out_dir / name).exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"'{out_dir}' already holds training output ({', '.join(existing)}); pass resume to continue "
-            "from its checkpoint or overwrite to replace it"
-        )
+def staging_folder(out_dir: Path) -> Path:
+    """Where an ``overwrite`` run trains, beside ``out_dir``, until it finishes and replaces it."""
+    return out_dir.with_name(out_dir.name + STAGING_SUFFIX)
+
+
+def checkpoint_folder(out_dir: str | Path) -> Path | None:
+    """The folder whose checkpoint ``resume`` continues (an unfinished ``overwrite`` run first), or None."""
+    out_dir = Path(out_dir)
+    for folder in (staging_folder(out_dir), out_dir):
+        if (folder / CHECKPOINT_FILE).is_file():
+            return folder
+    return None
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> tuple[Path, bool]:
+    """Make the folder to train in ready; return it and whether a checkpoint is to be resumed.
+
+    Earlier output is never deleted here: an ``overwrite`` run trains in :func:`staging_folder` and
+    replaces ``out_dir`` only when it finishes, so an interrupted or failed run leaves the old prior.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"'{out_dir}' is a file, not a folder")
-    import shutil
+    if resume:
+        folder = checkpoint_folder(out_dir)
+        if folder is None:
+            raise FileNotFoundError(f"cannot resume: '{out_dir / CHECKPOINT_FILE}' does not exist")
+        return folder, True
+    staged = staging_folder(out_dir)
+    existing = [name for name in OUTPUT_ENTRIES if (out_dir / name).exists()]
+    if (existing or staged.exists()) and not overwrite:
+        held = ", ".join(existing) if existing else f"an unfinished run in '{staged}'"
+        raise FileExistsError(
+            f"'{out_dir}' already holds training output ({held}); pass resume to continue "
+            "from its checkpoint or overwrite to replace it"
+        )
+    remove_path(staged)
+    folder = staged if existing else out_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, False
 
-    for name in existing:
-        target = out_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
+
+def _replace_output(staged: Path, out_dir: Path) -> None:
+    """Move a finished run's entries from ``staged`` over ``out_dir``'s (each by renames), then drop ``staged``."""
+    for name in OUTPUT_ENTRIES:
+        if (staged / name).exists():
+            replace_tree(staged / name, out_dir / name)
         else:
-            target.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return False
+            remove_path(out_dir / name)
+    remove_path(staged)
 
 
 def iter_training(
@@ -231,13 +276,18 @@ def iter_training(
         Continue from ``out_dir/checkpoint.pt`` (its settings must match ``config``'s image
         size, channels and network).
     overwrite : bool
-        Replace earlier training output in ``out_dir``. Without ``resume`` or ``overwrite`` an
-        ``out_dir`` holding training output is an error, and nothing is touched.
+        Replace earlier training output in ``out_dir``. The new run trains in the sibling
+        ``<out_dir>.new`` and replaces the old prior only when it finishes; until then (and if it is
+        cancelled or fails) the old prior is untouched, and ``resume`` continues the new run.
+        Without ``resume`` or ``overwrite`` an ``out_dir`` holding training output is an error, and
+        nothing is touched. Another run training into ``out_dir`` at the same time is an
+        :class:`~napari_klip.core.errors.OutputLockedError`.
 
     Yields
     ------
     TrainingProgress
-        After each step. Closing the generator (``.close()``) saves a checkpoint first.
+        After each step. Closing the generator (``.close()``) saves a checkpoint first, and so
+        does a ``KeyboardInterrupt`` raised inside a step.
 
     Returns
     -------
@@ -251,17 +301,35 @@ def iter_training(
     FileExistsError, FileNotFoundError
         For an occupied ``out_dir`` without ``overwrite``, or ``resume`` without a checkpoint.
     """
-    import torch
-
     from .device import resolve_device
 
     config = config or TrainingConfig()
     config.validate()
     out_dir = Path(out_dir)
     data, intensity_range = _prepare_images(images, config)
+    config = _batch_within_data(config, len(data))
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    resuming = _prepare_out_dir(out_dir, resume, overwrite)
+    with output_lock(out_dir):
+        work_dir, resuming = _prepare_out_dir(out_dir, resume, overwrite)
+        try:
+            result = yield from _train(data, intensity_range, config, device, precision, work_dir, resuming)
+        except BaseException:
+            if work_dir != out_dir and not (work_dir / CHECKPOINT_FILE).exists():
+                remove_path(work_dir)  # a staged run that failed before its first checkpoint: nothing to resume
+            raise
+        if work_dir != out_dir:
+            _replace_output(work_dir, out_dir)
+        result.out_dir = out_dir
+        return result
+
+
+def _train(
+    data: np.ndarray, intensity_range: tuple[float, float], config: TrainingConfig, device: Any, precision: str,
+    out_dir: Path, resuming: bool,
+) -> Generator[TrainingProgress, None, TrainingResult]:
+    """The training loop of :func:`iter_training`, in ``out_dir`` (the output or its staging folder)."""
+    import torch
 
     channels = data.shape[1]
     prior = create_prior(
@@ -279,7 +347,7 @@ def iter_training(
     elapsed_before = 0.0
 
     if resuming:
-        state = torch.load(out_dir / CHECKPOINT_FILE, map_location=device, weights_only=False)
+        state = load_checkpoint(out_dir / CHECKPOINT_FILE, device)
         saved = state["config"]
         for key in ("image_size", "network", "size_mode"):
             if saved[key] != getattr(config, key):
@@ -303,7 +371,7 @@ def iter_training(
 
     def save(final: bool, cancelled: bool = False) -> TrainingResult:
         elapsed = elapsed_before + (time.perf_counter() - start)
-        torch.save(
+        save_checkpoint(
             {
                 "unet": unet.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -316,9 +384,8 @@ def iter_training(
                 "channels": channels,
                 "intensity_range": list(intensity_range),
             },
-            out_dir / (CHECKPOINT_FILE + ".tmp"),
+            out_dir / CHECKPOINT_FILE,
         )
-        (out_dir / (CHECKPOINT_FILE + ".tmp")).replace(out_dir / CHECKPOINT_FILE)
         final_loss = history[-1]["loss"] if history else float("nan")
         summary = {
             "steps": step,
@@ -379,7 +446,9 @@ def iter_training(
             if step % config.checkpoint_every == 0 and step < config.steps:
                 save(final=False)
             yield TrainingProgress(step, config.steps, elapsed_before + time.perf_counter() - start, loss_value, learning_rate)
-    except GeneratorExit:
+    except (GeneratorExit, KeyboardInterrupt):
+        # Closing the generator lands between steps; a KeyboardInterrupt may land inside one, and the
+        # checkpoint then holds the state as far as that step got (the CLI defers Ctrl-C to step ends).
         save(final=False, cancelled=True)
         raise
     return save(final=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..options import DEFAULT_THRESHOLD, THRESHOLD_RULES
+from ..options import DEFAULT_THRESHOLD, THRESHOLD_RULES, check_window
 
 #: The paper's score window as fractions of the sampling run: steps [65, 85) of 100.
 DEFAULT_WINDOW_FRACTION = (0.65, 0.85)
@@ -30,7 +30,7 @@ def default_block_size(image_size: tuple[int, int]) -> int:
 
 
 def _check_window(window: tuple[int, int], steps_available: int) -> tuple[int, int]:
-    start, stop = (int(v) for v in window)
+    start, stop = check_window(window)
     if not 0 <= start < stop <= steps_available:
         raise ValueError(
             f"window [{start}, {stop}) is not inside the {steps_available} recorded steps; "

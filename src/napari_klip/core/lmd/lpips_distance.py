@@ -1,8 +1,8 @@
 """LPIPS (AlexNet) for LMD, with the ImageNet backbone read from a local file — never downloaded.
 
 The calibrated linear layers ship with the ``lpips`` package; the AlexNet backbone comes from a
-file the user provides (our ``.npz`` of the ``features.*`` tensors, or torchvision's checkpoint),
-found by :func:`find_alexnet_weights`.
+file the user provides (our ``.npz`` of the ``features.*`` tensors, or torchvision's checkpoint)
+or, by default, the float16 copy shipped in napari-klip — found by :func:`find_alexnet_weights`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ ALEXNET_WEIGHTS_ENV = "NAPARI_KLIP_ALEXNET_WEIGHTS"
 #: File name of torchvision's ImageNet AlexNet checkpoint (what ``lpips`` would download).
 TORCHVISION_ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 TORCHVISION_ALEXNET_URL = f"https://download.pytorch.org/models/{TORCHVISION_ALEXNET_FILE}"
+#: The ImageNet AlexNet conv layers shipped with napari-klip (float16; provenance and licences beside it).
+PACKAGED_ALEXNET_WEIGHTS = Path(__file__).resolve().parents[2] / "data" / "weights" / "alexnet_features_imagenet_fp16.npz"
 #: Shapes of AlexNet's convolution layers in torchvision's ``features`` layout.
 ALEXNET_FEATURE_SHAPES: dict[str, tuple[int, ...]] = {
     "features.0.weight": (64, 3, 11, 11),
@@ -72,7 +74,9 @@ def find_alexnet_weights(path: str | Path | None = None) -> Path:
     """Locate ImageNet AlexNet weights for LPIPS. Never downloads anything.
 
     Search order: ``path``; the environment variable ``NAPARI_KLIP_ALEXNET_WEIGHTS``; torchvision's
-    cache, ``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth``.
+    cache, ``torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth``; the float16 copy shipped
+    in the package (:data:`PACKAGED_ALEXNET_WEIGHTS`, see ``data/weights/PROVENANCE.md``), so LPIPS
+    works offline on a fresh install.
 
     Parameters
     ----------
@@ -107,9 +111,12 @@ def find_alexnet_weights(path: str | Path | None = None) -> Path:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_ALEXNET_FILE
     if cached.is_file():
         return cached
+    if PACKAGED_ALEXNET_WEIGHTS.is_file():
+        return PACKAGED_ALEXNET_WEIGHTS
     raise LpipsWeightsError(
         "LPIPS needs ImageNet-trained AlexNet weights and none were found (no path given, "
-        f"{ALEXNET_WEIGHTS_ENV} unset, '{cached}' absent); napari-klip never downloads them. {_weights_hint()}"
+        f"{ALEXNET_WEIGHTS_ENV} unset, '{cached}' absent, and the packaged '{PACKAGED_ALEXNET_WEIGHTS}' is missing — "
+        f"reinstall napari-klip); napari-klip never downloads them. {_weights_hint()}"
     )
 
 
