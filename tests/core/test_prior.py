@@ -55,7 +55,8 @@ def test_save_refuses_to_overwrite_without_flag(tmp_path, tiny_prior):
 def test_bare_unet_folder_loads_with_documented_defaults(tmp_path):
     unet = UNet2DModel(**unet_config(16, 3, "tiny"))
     unet.save_pretrained(tmp_path / "bare")
-    prior = load_prior(tmp_path / "bare", device="cpu")
+    with pytest.warns(UserWarning, match="no napari_klip_prior.json: assuming"):
+        prior = load_prior(tmp_path / "bare", device="cpu")
     assert prior.metadata.assumed_defaults is True
     assert prior.metadata.intensity_range == (0.0, 1.0)
     assert prior.channels == 3 and prior.image_size == (16, 16)
@@ -68,7 +69,8 @@ def test_diffusers_pipeline_folder_with_its_own_schedule(tmp_path):
     unet = UNet2DModel(**unet_config(16, 1, "tiny"))
     scheduler = DDPMScheduler(num_train_timesteps=500, beta_schedule="squaredcos_cap_v2")
     DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp_path / "pipe")
-    prior = load_prior(tmp_path / "pipe", device="cpu")
+    with pytest.warns(UserWarning, match="no napari_klip_prior.json: assuming"):
+        prior = load_prior(tmp_path / "pipe", device="cpu")
     assert prior.metadata.assumed_defaults is True
     assert prior.num_train_timesteps == 500
     assert torch.allclose(prior.scheduler.alphas_cumprod, scheduler.alphas_cumprod)

@@ -46,7 +46,7 @@ def test_cli_resume_refuses_a_malicious_checkpoint_in_one_line(tmp_path, image_f
 
     _malicious_checkpoint(tmp_path / "p", tmp_path / "marker")
     code = main(["train", "--data", str(image_file), "--out", str(tmp_path / "p"), "--image-size", "16", "--network", "tiny",
-                 "--steps", "2", "--device", "cpu", "--resume"])
+                 "--steps", "2", "--batch-size", "2", "--device", "cpu", "--resume"])
     assert code == 1
     error = capsys.readouterr().err
     assert error.startswith("napari-klip: error: refusing to load") and error.count("\n") == 1
