@@ -185,6 +185,51 @@ def test_cancel_stops_early_and_adds_nothing(viewer, qtbot):
     assert widget.run_button.text == "Run" and widget.run_button.enabled
 
 
+
+def test_klip_labels_threshold_rescores_from_the_trace(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    widget = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"])
+    run_and_wait(qtbot, widget)
+    labels = viewer.layers["CT slices with lesions KLIP labels"]
+    assert widget.threshold.value == "median-multiple:3" and all(r.threshold == "median-multiple:3" for r in widget.results.computed())
+    first, before, steps = list(widget.results.results), labels.data.copy(), widget.steps_done
+
+    widget.threshold.value = "percentile:50"  # rescored as typed, no sampling
+    assert not widget.is_running and widget.steps_done == steps
+    assert viewer.layers["CT slices with lesions KLIP labels"] is labels
+    expected = np.stack([r.rescore(threshold="percentile:50").labels for r in first])
+    np.testing.assert_array_equal(labels.data, expected)
+    assert not np.array_equal(labels.data, before)
+    assert 0.25 < labels.data.astype(bool).mean() < 0.75  # about half of the blocks flagged
+    assert all(r.threshold == "percentile:50" for r in widget.results.computed()) and "threshold percentile:50" in widget.status.value
+
+    since, rescored = len(notification_manager.records), labels.data.copy()
+    widget.threshold.value = "percentile:150"
+    widget.threshold.native.editingFinished.emit()  # the user pressed Enter on a bad rule
+    assert any("percentile must be in [0, 100]" in message for message in new_errors(since))
+    np.testing.assert_array_equal(labels.data, rescored)
+    assert all(r.threshold == "percentile:50" for r in widget.results.computed())
+
+    widget.threshold.value = "percentile:50"
+    widget.slice_mode.value = "current slice"
+    run_and_wait(qtbot, widget)  # the next run uses the widget's threshold
+    assert all(r.threshold == "percentile:50" for r in widget.results.computed())
+
+
+def test_closing_the_dock_mid_run_cancels_and_adds_nothing(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    widget = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"])
+    widget.steps.value = 1000
+    before = names(viewer)
+    widget.run()
+    worker = widget._worker
+    qtbot.waitUntil(lambda: widget.steps_done >= 1, timeout=RUN_TIMEOUT_MS)
+    viewer.window.remove_dock_widget(widget.native)  # what the dock's close button does
+    qtbot.waitUntil(lambda: not worker.is_running and not widget.is_running, timeout=60_000)
+    qtbot.wait(100)  # let any queued result arrive
+    assert names(viewer) == before
+    assert widget.steps_done < 8 * 1000 and not viewer.window.dock_widgets
+
 @pytest.mark.parametrize("detector", ["KLIP detector", "LMD detector"])
 def test_rgb_layer_to_a_grey_prior_is_a_notification(viewer, qtbot, detector):
     rgb = viewer.add_image(np.random.default_rng(0).uniform(0, 255, (28, 28, 3)).astype(np.float32), name="colour", rgb=True)

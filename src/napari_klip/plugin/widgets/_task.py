@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from magicgui.widgets import Container, PushButton
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QEvent, QObject, Signal
 
 from ...core.errors import Cancelled
 from ._controls import info_label
@@ -53,6 +53,24 @@ class _ProgressRelay(QObject):
     """Carries progress from the worker thread to the main thread (a queued Qt signal)."""
 
     progressed = Signal(int, int, str)
+
+
+class _UndockWatch(QObject):
+    """Calls ``on_undocked`` when the watched widget loses its parent after having had one.
+
+    napari's ``remove_dock_widget`` (the dock's close button) takes the widget out with
+    ``setParent(None)`` and does not destroy it, so ``destroyed`` alone misses it.
+    """
+
+    def __init__(self, widget: Any, on_undocked: Callable[[], None]):
+        super().__init__()
+        self._on_undocked = on_undocked
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ParentChange and watched.parent() is None:
+            self._on_undocked()
+        return False
 
 
 def run_per_slice(
@@ -126,6 +144,7 @@ class TaskWidget(Container):
         self._steps_done = 0
         self._closed = False
         self.native.destroyed.connect(self._on_destroyed)
+        self._undock_watch = _UndockWatch(self.native, self._on_destroyed)
 
     # --- what subclasses provide -------------------------------------------------------------
     def prepare(self) -> Job:
@@ -189,7 +208,7 @@ class TaskWidget(Container):
             return None
 
     def _on_destroyed(self, *_: Any) -> None:
-        """The dock widget was closed (or the viewer): stop the job, touch no widget afterwards."""
+        """The dock widget was closed or removed (or the viewer): stop the job, touch no widget or layer afterwards."""
         self._closed = True
         self._cancel_event.set()
 

@@ -6,12 +6,14 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from magicgui.widgets import ComboBox, FloatSpinBox, SpinBox
+import numpy as np
+from magicgui.widgets import ComboBox, FloatSpinBox, LineEdit, SpinBox
 
 from ...api.klip import score_image, score_measurement
 from ...api.layers import klip_layer_data
 from ...api.measurements import MeasurementInfo
-from ...core.options import GUIDANCE_MODES, KlipConfig, OperatorSettings
+from ...core.klip.scores import threshold_blocks
+from ...core.options import DEFAULT_THRESHOLD, GUIDANCE_MODES, THRESHOLD_RULES, KlipConfig, OperatorSettings
 from ._controls import OperatorControls, info_label
 from ._detector import DetectorWidget
 from ._layer_task import LayerInput
@@ -29,8 +31,9 @@ class KlipWidget(DetectorWidget):
 
     For an image layer, a measurement is simulated with the chosen operator (as
     :func:`napari_klip.api.score_image` does); a layer made by the *Simulate measurement* widget
-    is scored as it is, with the operator rebuilt from its metadata. After a run, the block size
-    and the step window recompute the maps from the stored trace without sampling again.
+    is scored as it is, with the operator rebuilt from its metadata. After a run, the block size,
+    the step window and the labels threshold recompute the maps from the stored trace without
+    sampling again.
     """
 
     def __init__(self, napari_viewer: Any):
@@ -52,10 +55,18 @@ class KlipWidget(DetectorWidget):
         self.block_size = ComboBox(label="block size", choices=lambda _widget: self._block_sizes, enabled=False, tooltip="recomputed from the stored trace")
         self.window_start = SpinBox(label="window start", value=0, min=0, max=1000, enabled=False)
         self.window_stop = SpinBox(label="window stop", value=1, min=1, max=1000, enabled=False)
-        self.extend([self.block_size, self.window_start, self.window_stop])
+        self.threshold = LineEdit(
+            label="labels threshold", value=DEFAULT_THRESHOLD,
+            tooltip="which blocks the labels layer flags: " + ", ".join(f"{rule}:NUMBER" for rule in THRESHOLD_RULES)
+                    + " (e.g. percentile:95, value:0.5); applied to the stored trace at once and to the next run",
+        )
+        self.extend([self.block_size, self.window_start, self.window_stop, self.threshold])
         self._setting_controls = False
         for control in (self.block_size, self.window_start, self.window_stop):
             control.changed.connect(self._on_rescore_control)
+        # while typing, a half-written rule only shows in the status line; when editing ends, it is a notification
+        self.threshold.changed.connect(self._on_threshold_typed)
+        self.threshold.native.editingFinished.connect(self._on_rescore_control)
         self.input.changed.connect(self._on_input)
         self._on_input(self.input.value)
 
@@ -83,11 +94,12 @@ class KlipWidget(DetectorWidget):
                 f"'{source.name}' holds measurements shaped {tuple(source.slices[0].shape)}, but its operator "
                 f"({info.operator.describe()}) makes {info.measurement_shape()}"
             )
+        threshold = self.threshold_rule()
         config = KlipConfig(num_samples=self.samples.value, num_steps=self.steps.value, guidance=self.guidance.value, seed=self.seed.value)
         settings = self.operator.settings()
         geometry = info.image_geometry(source.geometry) if info is not None else source.geometry
         return Job(
-            work=partial(self._score, prior_choice, source, info, settings, float(self.noise_sigma.value), config),
+            work=partial(self._score, prior_choice, source, info, settings, float(self.noise_sigma.value), config, threshold),
             finish=partial(self._show, source, geometry),
             total=config.num_steps * len(source.selection),
             description=f"scoring '{source.name}'",
@@ -101,6 +113,7 @@ class KlipWidget(DetectorWidget):
         settings: OperatorSettings,
         noise_sigma: float,
         config: Any,
+        threshold: str,
         report: Any,
         should_cancel: Any,
     ) -> list[Any]:
@@ -115,7 +128,7 @@ class KlipWidget(DetectorWidget):
 
         def one(image: Any, position: int, progress: Any) -> Any:
             seed = source.selection.seed_for(config.seed, source.selection.indices[position])
-            common = {"config": replace(config, seed=seed), "progress": lambda update: progress(update.step), "should_cancel": should_cancel}
+            common = {"config": replace(config, seed=seed), "threshold": threshold, "progress": lambda update: progress(update.step), "should_cancel": should_cancel}
             if operator is not None:
                 return score_measurement(image, operator, prior, output_shape=info.image_shape, **common)
             params = settings.operator_params(prior.image_size)
@@ -126,7 +139,8 @@ class KlipWidget(DetectorWidget):
     def _show(self, source: LayerInput, geometry: dict[str, tuple], results: list[Any]) -> None:
         self.store_and_show(source, results, klip_layer_data, geometry)
         self._set_rescore_controls(results[0])
-        if any((r.block_size, r.window) != (results[0].block_size, results[0].window) for r in self.results.computed()):
+        settings = lambda r: (r.block_size, r.window, r.threshold)  # noqa: E731
+        if any(settings(r) != settings(results[0]) for r in self.results.computed()):
             self.rescore()
         self.show_scores()
         self.status.value = f"Scored {len(results)} slice(s) of '{source.name}'."
@@ -142,6 +156,7 @@ class KlipWidget(DetectorWidget):
             self.window_start.max = steps_run - 1
             self.window_stop.max = steps_run
             self.window_start.value, self.window_stop.value = result.window
+            self.threshold.value = result.threshold
             for control in (self.block_size, self.window_start, self.window_stop):
                 control.enabled = True
         finally:
@@ -151,8 +166,22 @@ class KlipWidget(DetectorWidget):
         if not self._setting_controls and not self.is_running:
             self.rescore()
 
-    def rescore(self) -> None:
-        """Recompute heatmaps, labels and scores for the chosen block size and window (no sampling)."""
+    def _on_threshold_typed(self, *_: Any) -> None:
+        if not self._setting_controls and not self.is_running:
+            self.rescore(notify=False)
+
+    def threshold_rule(self) -> str:
+        """The labels threshold rule in the widget; raises ``ValueError`` for a bad rule."""
+        rule = str(self.threshold.value).strip()
+        threshold_blocks(np.zeros(1), rule)
+        return rule
+
+    def rescore(self, notify: bool = True) -> None:
+        """Recompute heatmaps, labels and scores for the chosen block size, window and threshold (no sampling).
+
+        A bad setting changes nothing: it becomes a notification (only the status line with
+        ``notify=False``, as while a threshold is being typed).
+        """
         if not self.results.computed():
             return
         window = (self.window_start.value, self.window_stop.value)
@@ -160,10 +189,14 @@ class KlipWidget(DetectorWidget):
             self.status.value = f"The window start ({window[0]}) must be below its stop ({window[1]})."
             return
         try:
-            self.results.map(lambda result: result.rescore(block_size=self.block_size.value, window=window))
+            threshold = self.threshold_rule()
+            self.results.map(lambda result: result.rescore(block_size=self.block_size.value, window=window, threshold=threshold))
         except ValueError as error:
-            self._report_error(error)
+            if notify:
+                self._report_error(error)
+            else:
+                self.status.value = f"Error: {error}"
             return
         self.refresh_layers()
         self.show_scores()
-        self.status.value = f"Rescored with block size {self.block_size.value}, window {window[0]}–{window[1]}."
+        self.status.value = f"Rescored with block size {self.block_size.value}, window {window[0]}–{window[1]}, threshold {threshold}."
