@@ -228,32 +228,30 @@ def settings_of(family: str, z_timesteps: list[int]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- metrics
 
 
-def _blocks(values: np.ndarray, block: int) -> np.ndarray:
-    height, width = values.shape
-    return values[: height // block * block, : width // block * block].reshape(height // block, block, width // block, block).mean(axis=(1, 3))
-
-
 def evaluate(records: list[dict[str, Any]], raws: list[dict[str, Any]], reference: dict[str, np.ndarray],
              family: str, setting: dict[str, Any], kind: str) -> dict[str, float]:
     """Image-level (OOD slices of ``kind``) and dataset-level (ID vs ``kind``) ROC-AUC."""
     from scipy import ndimage as ndi
-    from sklearn.metrics import roc_auc_score
 
-    per_image, labels, scores = [], [], []
+    from napari_klip.core.metrics import block_means, dataset_roc_auc, image_level_roc_auc
+
+    block = setting["block"]
+    id_scores, ood_scores, ood_maps, ood_masks, ood_bodies = [], [], [], [], []
     for record, raw in zip(records, raws, strict=True):
         if record["kind"] not in ("id", kind):
             continue
         values = family_maps(family, raw, reference, setting)
         if setting["smoothing"]:
             values = ndi.gaussian_filter(values, setting["smoothing"])
-        block_values = _blocks(values, setting["block"])
-        inside = _blocks(record["body"].astype(float), setting["block"]) >= 0.5
-        positive = _blocks(record["mask"].astype(float), setting["block"]) > 0
-        labels.append(record["kind"] == kind)
-        scores.append(float(block_values[inside].max()))
-        if record["kind"] == kind and positive[inside].any() and not positive[inside].all():
-            per_image.append(roc_auc_score(positive[inside], block_values[inside]))
-    return {"image_level": float(np.mean(per_image)), "dataset_level": float(roc_auc_score(labels, scores)), "images": len(per_image)}
+        block_values = block_means(values, block)
+        inside = block_means(record["body"].astype(float), block) >= 0.5
+        (ood_scores if record["kind"] == kind else id_scores).append(float(block_values[inside].max()))
+        if record["kind"] == kind:
+            ood_maps.append(block_values)
+            ood_masks.append(record["mask"])
+            ood_bodies.append(record["body"])
+    level = image_level_roc_auc(ood_maps, ood_masks, block, ood_bodies)
+    return {"image_level": level.mean_auc, "dataset_level": dataset_roc_auc(id_scores, ood_scores), "images": level.images_used}
 
 
 # --------------------------------------------------------------------------- main

@@ -170,12 +170,18 @@ def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
     assert klip.block_size.choices == (1, 2, 4, 8, 16)  # the 16² prior's grid
 
 
-def test_cancel_stops_early_and_adds_nothing(viewer, qtbot):
+def start_long_klip_run(viewer):
+    """Dock the KLIP widget on the CT sample and start a 1000-step run; returns it and the layer names before."""
     viewer.open_sample(PLUGIN, "ct_lesions")
     widget = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"])
     widget.steps.value = 1000
     before = names(viewer)
     widget.run()
+    return widget, before
+
+
+def test_cancel_stops_early_and_adds_nothing(viewer, qtbot):
+    widget, before = start_long_klip_run(viewer)
     qtbot.waitUntil(lambda: widget.steps_done >= 2, timeout=RUN_TIMEOUT_MS)
     assert widget.run_button.text == "Cancel"
     widget.run_button.changed.emit(True)  # the user clicks Cancel
@@ -183,7 +189,6 @@ def test_cancel_stops_early_and_adds_nothing(viewer, qtbot):
     assert names(viewer) == before
     assert widget.steps_done < 8 * 1000 and widget.status.value.startswith("Cancelled")
     assert widget.run_button.text == "Run" and widget.run_button.enabled
-
 
 
 def test_klip_labels_threshold_rescores_from_the_trace(viewer, qtbot):
@@ -217,11 +222,7 @@ def test_klip_labels_threshold_rescores_from_the_trace(viewer, qtbot):
 
 
 def test_closing_the_dock_mid_run_cancels_and_adds_nothing(viewer, qtbot):
-    viewer.open_sample(PLUGIN, "ct_lesions")
-    widget = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"])
-    widget.steps.value = 1000
-    before = names(viewer)
-    widget.run()
+    widget, before = start_long_klip_run(viewer)
     worker = widget._worker
     qtbot.waitUntil(lambda: widget.steps_done >= 1, timeout=RUN_TIMEOUT_MS)
     viewer.window.remove_dock_widget(widget.native)  # what the dock's close button does
@@ -229,6 +230,7 @@ def test_closing_the_dock_mid_run_cancels_and_adds_nothing(viewer, qtbot):
     qtbot.wait(100)  # let any queued result arrive
     assert names(viewer) == before
     assert widget.steps_done < 8 * 1000 and not viewer.window.dock_widgets
+
 
 @pytest.mark.parametrize("detector", ["KLIP detector", "LMD detector"])
 def test_rgb_layer_to_a_grey_prior_is_a_notification(viewer, qtbot, detector):

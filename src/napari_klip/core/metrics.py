@@ -52,15 +52,15 @@ def dataset_roc_curve(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
 
 def _blocks(mask: np.ndarray, block_size: int) -> np.ndarray:
     """Fraction of true pixels in each ``block_size`` block of a 2-D mask."""
-    return _mean_blocks(np.asarray(mask, dtype=bool), block_size)
+    return block_means(np.asarray(mask, dtype=bool), block_size)
 
 
-def _mean_blocks(values: np.ndarray, block_size: int) -> np.ndarray:
+def block_means(values: np.ndarray, block_size: int) -> np.ndarray:
     """Mean of a 2-D map over non-overlapping ``block_size`` blocks (the sides must divide)."""
     array = np.asarray(values, dtype=np.float64)
     height, width = array.shape
     if height % block_size or width % block_size:
-        raise ValueError(f"block_size {block_size} does not divide the mask size {height}×{width}")
+        raise ValueError(f"block_size {block_size} does not divide the map size {height}×{width}")
     return array.reshape(height // block_size, block_size, width // block_size, block_size).mean(axis=(1, 3))
 
 
@@ -118,7 +118,7 @@ def centre_baseline_auc(masks: list[np.ndarray], block_size: int, body_masks: li
     """
     from .baselines import centre_map
 
-    centre = _mean_blocks(centre_map(np.shape(masks[0])), block_size)
+    centre = block_means(centre_map(np.shape(masks[0])), block_size)
     return image_level_roc_auc([centre] * len(masks), masks, block_size, body_masks)
 
 
@@ -156,5 +156,5 @@ def baseline_image_level_aucs(
     pooled: dict[str, list[np.ndarray]] = {name: [] for name in BASELINE_NAMES}
     for image, reconstruction in zip(observed, reconstructions, strict=True):
         for name, values in baseline_maps(image, reconstruction).items():
-            pooled[name].append(_mean_blocks(values, block_size))
+            pooled[name].append(block_means(values, block_size))
     return {name: image_level_roc_auc(maps, pixel_labels, block_size, body_masks) for name, maps in pooled.items()}
