@@ -12,8 +12,8 @@ from magicgui.widgets import FloatSpinBox, SpinBox
 from ...api.layers import measurement_layer_data
 from ...api.measurements import MeasurementInfo, simulate_measurement
 from ...core.prior import default_prior_path
-from ._controls import OperatorControls
 from ..stacks import ResultStack
+from ._controls import OperatorControls
 from ._layer_task import LayerInput, LayerTaskWidget
 from ._task import Job, run_per_slice
 
