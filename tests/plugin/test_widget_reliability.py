@@ -44,6 +44,7 @@ def fast_lmd(widget, layer, reconstructions=2):
 # --- results of earlier runs with other settings ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_klip_runs_with_other_settings_keep_each_slices_own_settings(viewer, qtbot):
     viewer.open_sample("napari-klip", "ct_lesions")
     image = viewer.layers[CT]
@@ -69,6 +70,7 @@ def test_klip_runs_with_other_settings_keep_each_slices_own_settings(viewer, qtb
     assert "Rescored slice 5" in widget.status.value
 
 
+@pytest.mark.slow
 def test_lmd_runs_with_other_settings_keep_each_slices_own_settings(viewer, qtbot):
     viewer.open_sample("napari-klip", "ct_lesions")
     image = viewer.layers[CT]
