@@ -28,7 +28,7 @@ result = score_image(ct_slice, operator="ct", operator_params={"n_views": 24}, c
 add_to_viewer(viewer, result, name="ct", scale=layer.scale, units=layer.units)   # heatmap, labels, reconstruction
 add_to_viewer(viewer, result.rescore(block_size=4), name="ct", scale=layer.scale)   # updates the same layers
 lmd = lmd_score(ct_slice, config=LmdConfig(num_reconstructions=2, num_steps=10, distance="mse"))
-add_to_viewer(viewer, lmd, name="ct", scale=layer.scale)   # LMD heatmap and reconstructions
+add_to_viewer(viewer, lmd, name="ct", scale=layer.scale)   # LMD heatmap and reconstruction
 print([layer.name for layer in viewer.layers])
 print([kind for _, _, kind in klip_layer_data(result, "ct")])   # layer data tuples without a viewer
 if show:

@@ -9,7 +9,7 @@ from napari_klip.api import lmd_score, score_image
 from napari_klip.core.klip import KlipConfig
 from napari_klip.core.lmd import LmdConfig
 from napari_klip.core.prior import create_prior
-from napari_klip.api.layers import add_to_viewer, klip_layer_data, layer_data, lmd_layer_data
+from napari_klip.api.layers import add_to_viewer, inpainted_estimate, klip_layer_data, layer_data, lmd_layer_data
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,10 @@ def test_klip_layer_data_names_styles_and_geometry(klip_result, image):
     assert list(by_name) == ["ct KLIP reconstruction", "ct KLIP heatmap", "ct KLIP labels"]
     heatmap, kwargs, kind = by_name["ct KLIP heatmap"]
     assert kind == "image" and heatmap.shape == image.shape and heatmap.dtype == np.float32
-    assert kwargs["colormap"] == "inferno" and kwargs["blending"] == "additive" and 0 < kwargs["opacity"] < 1
+    assert kwargs["blending"] == "translucent" and 0 < kwargs["opacity"] <= 1
+    colormap = kwargs["colormap"]  # inferno whose alpha rises from 0 (low: the anatomy shows) to 1 (high)
+    assert colormap["name"] == "inferno (low transparent)"
+    assert colormap["colors"][0, 3] == 0 and colormap["colors"][-1, 3] == 1 and np.all(np.diff(colormap["colors"][:, 3]) > 0)
     assert kwargs["contrast_limits"] == (pytest.approx(float(heatmap.min())), pytest.approx(float(heatmap.max())))
     assert kwargs["scale"] == (0.5, 0.7) and kwargs["translate"] == (1, 2) and kwargs["units"] == ("mm", "mm")
     assert kwargs["metadata"]["napari_klip"] == {"kind": "klip-heatmap", "source": "ct", "output": "KLIP heatmap", "scores": [klip_result.score]}
@@ -54,11 +57,11 @@ def test_stacks_fill_unscored_slices_with_zeros(klip_result, lmd_result, image):
     assert heatmap.shape == (2, 2, *image.shape)
     np.testing.assert_array_equal(heatmap[0, 1], klip_result.heatmap)
     assert not heatmap[0, 0].any() and not heatmap[1].any()
-    reconstructions, kwargs, _ = lmd_layer_data([lmd_result, None], "s", scale=(3, 0.5, 0.5), units=("mm",) * 3)[0]
-    # the reconstruction index is an extra leading axis: the image axes stay aligned with the input
-    assert reconstructions.shape == (2, 2, *image.shape)
-    np.testing.assert_array_equal(reconstructions[:, 0], lmd_result.reconstructions)
-    assert kwargs["scale"] == (1.0, 3, 0.5, 0.5) and kwargs["units"] == ("pixel", "mm", "mm", "mm")
+    reconstruction, kwargs, _ = lmd_layer_data([lmd_result, None], "s", scale=(3, 0.5, 0.5), units=("mm",) * 3)[0]
+    # input-shaped: no reconstruction axis in front of the image's axes
+    assert reconstruction.shape == (2, *image.shape)
+    np.testing.assert_array_equal(reconstruction[0], inpainted_estimate(lmd_result.reconstructions, lmd_result.masks))
+    assert kwargs["scale"] == (3, 0.5, 0.5) and kwargs["units"] == ("mm", "mm", "mm")
     with pytest.raises(ValueError, match="no result"):
         klip_layer_data([None, None], "s")
     with pytest.raises(ValueError, match="scale has 2 entries"):
@@ -66,7 +69,7 @@ def test_stacks_fill_unscored_slices_with_zeros(klip_result, lmd_result, image):
 
 
 def test_layer_data_dispatches_on_the_result_type(klip_result, lmd_result):
-    assert [kwargs["name"] for _, kwargs, _ in layer_data(lmd_result, "x")] == ["x LMD reconstructions", "x LMD heatmap"]
+    assert [kwargs["name"] for _, kwargs, _ in layer_data(lmd_result, "x")] == ["x LMD reconstruction", "x LMD heatmap"]
     assert len(layer_data([klip_result, klip_result], "x")) == 3
     with pytest.raises(TypeError, match="KlipResult or LmdResult"):
         layer_data(object(), "x")
@@ -80,7 +83,8 @@ def test_add_to_viewer_updates_its_own_layers_and_leaves_others_alone(klip_resul
     assert len(viewer.layers) == 4 and user_layer in viewer.layers and first[1] is not user_layer
     assert np.all(user_layer.data == 1)
     heatmap_layer = first[1]
-    assert tuple(heatmap_layer.scale) == (2.0, 2.0) and heatmap_layer.blending == "additive"
+    assert tuple(heatmap_layer.scale) == (2.0, 2.0) and heatmap_layer.blending == "translucent"
+    assert heatmap_layer.colormap.name == "inferno (low transparent)" and heatmap_layer.colormap.colors[0, 3] == 0
     heatmap_layer.opacity = 0.9  # a user's change survives updates
 
     coarser = klip_result.rescore(block_size=8, window=(0, 4))
@@ -120,5 +124,21 @@ def test_measurements_of_two_operators_are_two_layers_and_reruns_update_them():
         add_layer_data(viewer, measurement_layer_data([np.ones(shape), None], "slices", info=info, **geometry))
     assert [layer.name for layer in viewer.layers] == ["slices ct measurement", "slices blur measurement"]
     sinogram = viewer.layers["slices ct measurement"]
-    assert sinogram.data.shape == (2, 6, 23) and tuple(sinogram.scale) == (2.0, 30.0, 1.0)
+    assert sinogram.data.shape == (2, 6, 23) and tuple(sinogram.scale) == pytest.approx((2.0, 16 / 6, 1.0))  # as tall as the image
     assert MeasurementInfo.from_metadata(sinogram.metadata).operator.n_views == 6
+
+
+def test_inpainted_estimate_averages_the_reconstructions_that_inpainted_each_pixel():
+    rng = np.random.default_rng(3)
+    reconstructions = rng.normal(size=(3, 4, 5)).astype(np.float32)
+    masks = rng.random((3, 4, 5)) < 0.4
+    masks[:, 0, 0] = False  # a pixel no reconstruction inpainted
+    estimate = inpainted_estimate(reconstructions, masks)
+    for y in range(4):
+        for x in range(5):
+            chosen = reconstructions[masks[:, y, x], y, x]
+            expected = chosen.mean() if chosen.size else np.median(reconstructions[:, y, x])
+            assert estimate[y, x] == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    rgb = inpainted_estimate(np.repeat(reconstructions[..., None], 3, axis=-1), masks)
+    assert rgb.shape == (4, 5, 3) and np.allclose(rgb[..., 1], estimate)
+    assert np.array_equal(reconstructions, reconstructions.copy())  # inputs unchanged

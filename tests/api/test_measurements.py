@@ -77,14 +77,16 @@ def test_measurement_geometry_covers_the_source_image():
     assert blur["units"] == ("millimeter", "millimeter")
     down = _info(OperatorSettings("downsample", factor=4)).geometry()
     assert down["scale"] == (4.0, 4.0) and down["translate"] == (11.75, 21.75)
+    # a sinogram is drawn beside the image (field y 9.75–25.75, x 19.75–35.75), as tall as it, one
+    # row per view, one grid pixel (1 mm) per detector bin, with the image's axis labels and units
     ct = _info(OperatorSettings("ct", n_views=12)).geometry()
-    assert ct["scale"] == (15.0, 1.0) and ct["axis_labels"] == ("angle (degrees)", "detector")
-    # detector bin 23 // 2 = 11 lies on grid column 8 (x = 20.25 + 8)
-    assert ct["translate"][1] + 11 * 1.0 == pytest.approx(20.25 + 8)
+    assert ct["scale"] == (pytest.approx(16 / 12), 1.0) and ct["axis_labels"] == ("y", "x") and ct["units"] == ("millimeter",) * 2
+    assert ct["translate"][0] - ct["scale"][0] / 2 == pytest.approx(9.75)  # top edges aligned
+    assert ct["translate"][1] - 0.5 == pytest.approx(35.75 + 16 / 8)  # left edge: a gap of 1/8 of the width after the image
     stacked = _info(OperatorSettings("ct", n_views=12)).measurement_geometry(
         {"scale": (3.0, 0.5, 0.5), "translate": (1.0, 10.0, 20.0), "units": ("mm",) * 3, "axis_labels": ("z", "y", "x")}
     )
-    assert stacked["scale"] == (3.0, 15.0, 1.0) and stacked["axis_labels"][0] == "z"
+    assert stacked["scale"] == (3.0, pytest.approx(16 / 12), 1.0) and stacked["axis_labels"] == ("z", "y", "x")
 
 
 def test_not_a_measurement_and_unknown_settings():

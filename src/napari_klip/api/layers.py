@@ -18,7 +18,7 @@ Example
 Layer data tuples are ``(data, kwargs, layer_type)``, as napari readers and sample-data
 functions return them. Result layers are named ``"<name> KLIP heatmap"``, ``"<name> KLIP
 labels"``, ``"<name> KLIP reconstruction"``, ``"<name> LMD heatmap"`` and ``"<name> LMD
-reconstructions"``, and carry ``metadata["napari_klip"]`` (``kind``, ``source``, ``output``);
+reconstruction"``, and carry ``metadata["napari_klip"]`` (``kind``, ``source``, ``output``);
 adding results again updates the layers made for that source and output instead of adding new
 ones.
 """
@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "add_layer_data",
     "add_to_viewer",
+    "heatmap_colormap",
+    "inpainted_estimate",
     "klip_layer_data",
     "layer_data",
     "lmd_layer_data",
@@ -49,7 +51,38 @@ __all__ = [
 
 LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
 
-HEATMAP_STYLE = {"opacity": 0.6, "blending": "additive"}
+#: Heatmaps are drawn over the image with ``translucent`` blending and a colormap whose alpha rises
+#: from 0 at the lower contrast limit to 1 at the upper: where the map is low the anatomy shows
+#: unchanged, hot spots cover it. (``additive`` brightened every pixel, washing out the anatomy.)
+HEATMAP_STYLE = {"opacity": 0.8, "blending": "translucent"}
+#: Control points of a heatmap colormap.
+HEATMAP_COLORMAP_STOPS = 32
+
+
+def heatmap_colormap(base: str) -> dict[str, Any] | str:
+    """napari's colormap ``base`` with alpha rising linearly from 0 (low values) to 1 (high values).
+
+    Returned as the dict napari's ``ensure_colormap`` accepts (``name``, ``colors``, ``controls``),
+    named ``"<base> (low transparent)"``. The colours come from napari; without napari installed
+    (layer data built for later use) the plain name ``base`` is returned.
+
+    Parameters
+    ----------
+    base : str
+        A napari colormap name, e.g. ``"inferno"``.
+
+    Returns
+    -------
+    dict or str
+    """
+    try:
+        from napari.utils.colormaps import ensure_colormap
+    except ImportError:  # pragma: no cover - napari is optional for building layer data
+        return base
+    controls = np.linspace(0.0, 1.0, HEATMAP_COLORMAP_STOPS)
+    colors = np.array(ensure_colormap(base).map(controls), dtype=np.float32)
+    colors[:, 3] = controls
+    return {"name": f"{base} (low transparent)", "colors": colors, "controls": controls}
 
 
 def stack_parts(parts: list[Any], stack_shape: tuple[int, ...]) -> np.ndarray:
@@ -102,21 +135,42 @@ def _with_stack_shape(result: Any, stack_shape: tuple[int, ...] | None) -> tuple
 GEOMETRY_KEYS = ("scale", "translate", "units", "axis_labels")
 
 
-def _geometry(ndim: int, geometry: dict[str, Any], leading: int = 0) -> dict[str, tuple]:
-    """Layer keyword arguments for an ``ndim``-D layer whose first ``leading`` axes the input lacks."""
+def _geometry(ndim: int, geometry: dict[str, Any]) -> dict[str, tuple]:
+    """Layer keyword arguments for an ``ndim``-D layer."""
     unknown = set(geometry) - set(GEOMETRY_KEYS)
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {sorted(unknown)}; the geometry is given as {', '.join(GEOMETRY_KEYS)}")
-    padding = {"scale": 1.0, "translate": 0.0, "units": "pixel", "axis_labels": "reconstruction"}
     checked = {}
     for key, value in geometry.items():
         if value is None:
             continue
         value = tuple(v.item() if isinstance(v, np.generic) else v for v in value)
-        if len(value) != ndim - leading:
-            raise ValueError(f"{key} has {len(value)} entries but the result layers have {ndim - leading} image-space axes")
-        checked[key] = (padding[key],) * leading + tuple(str(v) if key == "units" else v for v in value)
+        if len(value) != ndim:
+            raise ValueError(f"{key} has {len(value)} entries but the result layers have {ndim} image-space axes")
+        checked[key] = tuple(str(v) if key == "units" else v for v in value)
     return checked
+
+
+def inpainted_estimate(reconstructions: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """One image from LMD's reconstructions: each pixel the mean of those that inpainted it.
+
+    Parameters
+    ----------
+    reconstructions : numpy.ndarray
+        ``(R, H, W)`` or ``(R, H, W, C)``.
+    masks : numpy.ndarray
+        ``(R, H, W)`` bool, ``True`` where reconstruction ``r`` inpainted the pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W[, C])`` float32; a pixel no mask covered gets the median of all reconstructions.
+    """
+    recon = np.asarray(reconstructions, dtype=np.float32)
+    weights = np.asarray(masks, dtype=np.float32).reshape(masks.shape + (1,) * (recon.ndim - masks.ndim))
+    covered = weights.sum(axis=0)
+    mean = (recon * weights).sum(axis=0) / np.maximum(covered, 1.0)
+    return np.where(covered > 0, mean, np.median(recon, axis=0)).astype(np.float32)
 
 
 def _limits(data: np.ndarray) -> tuple[float, float]:
@@ -159,8 +213,8 @@ def klip_layer_data(
     -------
     list of tuple
         ``(data, kwargs, layer_type)``: an image layer with the reconstruction (hidden), the
-        heatmap (``inferno``, additive, contrast limits from the heatmap) and a labels layer with
-        the flagged blocks.
+        heatmap (``inferno`` with transparent low values, translucent, contrast limits from the
+        heatmap; see :func:`heatmap_colormap`) and a labels layer with the flagged blocks.
     """
     results, stack_shape = _with_stack_shape(result, stack_shape)
     parts = {key: [getattr(r, key) if r is not None else None for r in results] for key in ("heatmap", "labels", "reconstruction")}
@@ -185,7 +239,7 @@ def klip_layer_data(
             heatmap,
             {
                 **_named(name, "KLIP heatmap", "klip-heatmap", scores),
-                "colormap": "inferno",
+                "colormap": heatmap_colormap("inferno"),
                 "contrast_limits": _limits(heatmap),
                 **HEATMAP_STYLE,
                 **layout,
@@ -217,25 +271,29 @@ def lmd_layer_data(
     Returns
     -------
     list of tuple
-        ``"<name> LMD reconstructions"`` (hidden; shaped ``(R, *stack_shape, H, W)`` — the
-        reconstruction index is an extra leading axis, so the image axes stay aligned with the
-        input) and ``"<name> LMD heatmap"`` (input-shaped, ``magma``, additive).
+        ``"<name> LMD reconstruction"`` (hidden; input-shaped: every pixel is the mean of the
+        reconstructions that inpainted it, see :func:`inpainted_estimate` — no extra axis, so the
+        viewer's dimensions stay those of the input, and slices scored with different numbers of
+        reconstructions stack) and ``"<name> LMD heatmap"`` (input-shaped, ``magma`` with
+        transparent low values, translucent). All reconstructions stay in each result's
+        ``reconstructions``.
     """
     results, stack_shape = _with_stack_shape(result, stack_shape)
     heatmap = stack_parts([r.heatmap if r is not None else None for r in results], stack_shape).astype(np.float32, copy=False)
-    reconstructions = stack_parts([r.reconstructions if r is not None else None for r in results], stack_shape)
-    reconstructions = np.moveaxis(reconstructions, len(stack_shape), 0)  # (R, *stack, H, W[, C])
+    estimates = [inpainted_estimate(r.reconstructions, r.masks) if r is not None else None for r in results]
+    reconstruction = stack_parts(estimates, stack_shape)
     scores = [float(r.score) if r is not None else None for r in results]
-    rgb = reconstructions.ndim == heatmap.ndim + 2
+    rgb = reconstruction.ndim == heatmap.ndim + 1
+    layout = _geometry(heatmap.ndim, geometry)
     return [
         (
-            reconstructions,
+            reconstruction,
             {
-                **_named(name, "LMD reconstructions", "lmd-reconstructions", scores),
+                **_named(name, "LMD reconstruction", "lmd-reconstruction", scores),
                 "colormap": "gray",
                 "visible": False,
                 "rgb": rgb,
-                **_geometry(heatmap.ndim + 1, geometry, leading=1),
+                **layout,
             },
             "image",
         ),
@@ -243,10 +301,10 @@ def lmd_layer_data(
             heatmap,
             {
                 **_named(name, "LMD heatmap", "lmd-heatmap", scores),
-                "colormap": "magma",
+                "colormap": heatmap_colormap("magma"),
                 "contrast_limits": _limits(heatmap),
                 **HEATMAP_STYLE,
-                **_geometry(heatmap.ndim, geometry),
+                **layout,
             },
             "image",
         ),

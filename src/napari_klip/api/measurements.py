@@ -37,6 +37,10 @@ __all__ = [
 METADATA_KEY = "napari_klip"
 
 
+#: Gap between an image and its sinogram drawn beside it, as a fraction of the image's width.
+SINOGRAM_GAP = 0.125
+
+
 @dataclass(frozen=True)
 class MeasurementInfo:
     """How a measurement layer was made, and the image geometry KLIP's outputs should have.
@@ -113,25 +117,25 @@ class MeasurementInfo:
         """``scale``, ``translate``, ``units`` and ``axis_labels`` of a measurement's two axes.
 
         Image-like measurements cover the source image's field of view (grid pixels are larger
-        when the grid is coarser). A CT sinogram has an angle axis, whose world coordinate reads
-        in degrees (scale ``180 / n_views``), and a detector axis, one bin per grid pixel. napari
-        renders units only when aligned axes of all layers share a dimensionality, so the angle
-        axis carries the image's unit and says "degrees" in its label instead.
+        when the grid is coarser). A CT sinogram is not an image of the same field: it is drawn
+        *beside* the image, to its right (a gap of :data:`SINOGRAM_GAP` of the image's width), as
+        tall as the image (one row per view) with one grid pixel per detector bin. It keeps the
+        image's axis labels and units, so adding it neither renames the viewer's axes nor
+        overlays the anatomy; its angles (``180 / n_views`` degrees per row) are in the metadata
+        (:class:`MeasurementInfo`).
         """
         (height, width), (grid_h, grid_w) = self.image_shape, self.grid
         factor = self.operator.factor if self.operator.name == "downsample" else 1
         spacing = tuple(s * n / g * factor for s, n, g in zip(self.image_scale, (height, width), (grid_h, grid_w)))
         origin = tuple(t - s / 2 + d / 2 for t, s, d in zip(self.image_translate, self.image_scale, spacing))
+        labels_units = {"units": tuple(self.image_units), "axis_labels": tuple(self.image_axis_labels)}
         if self.operator.name == "ct":
-            # detector bin n_detectors // 2 sits on the rotation centre, grid column grid_w // 2
-            n_detectors = self.measurement_shape()[1]
-            return {
-                "scale": (180.0 / self.operator.n_views, spacing[1]),
-                "translate": (0.0, origin[1] + (grid_w // 2 - n_detectors // 2) * spacing[1]),
-                "units": tuple(self.image_units),
-                "axis_labels": ("angle (degrees)", "detector"),
-            }
-        return {"scale": spacing, "translate": origin, "units": tuple(self.image_units), "axis_labels": tuple(self.image_axis_labels)}
+            top, left = (t - s / 2 for t, s in zip(self.image_translate, self.image_scale))
+            field_h, field_w = height * self.image_scale[0], width * self.image_scale[1]
+            row = field_h / self.operator.n_views
+            sinogram_left = left + field_w * (1 + SINOGRAM_GAP)
+            return {"scale": (row, spacing[1]), "translate": (top + row / 2, sinogram_left + spacing[1] / 2), **labels_units}
+        return {"scale": spacing, "translate": origin, **labels_units}
 
 
 def _with_trailing(geometry: dict[str, tuple], trailing: dict[str, tuple]) -> dict[str, tuple]:

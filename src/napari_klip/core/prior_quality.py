@@ -113,3 +113,35 @@ def heldout_denoising_loss(
         error = float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else float("nan")
         results.append(BandLoss((int(start), int(stop)), float(values.mean()), error))
     return results
+
+
+def broken_weights_problem(prior: DiffusionPrior) -> str | None:
+    """Why ``prior`` cannot be used because its network holds NaN or infinite weights, or ``None``.
+
+    A training whose loss became NaN leaves such weights; every score computed with them would be
+    NaN (or meaningless). The message names the prior, how many weights are broken, the final
+    loss its training recorded, and what to do.
+
+    Parameters
+    ----------
+    prior : DiffusionPrior
+
+    Returns
+    -------
+    str or None
+    """
+    import torch
+
+    broken = total = 0
+    with torch.no_grad():
+        for parameter in prior.unet.parameters():
+            broken += int((~torch.isfinite(parameter)).sum())
+            total += parameter.numel()
+    if not broken:
+        return None
+    loss = prior.metadata.training.get("final_loss", "not recorded")
+    where = f"'{prior.path}'" if prior.path else "the prior"
+    return (
+        f"{where} is broken: {broken} of its {total} network weights are NaN or infinite (its training's final loss: {loss}); "
+        "train it again (e.g. with a lower learning rate) or choose another prior"
+    )

@@ -94,13 +94,25 @@ class ResultStack:
         for index, result in zip(selection.indices, results, strict=True):
             self.results[selection.flat_index(index)] = result
 
-    def map(self, function: Any) -> None:
-        """Replace every stored result ``r`` by ``function(r)``."""
-        self.results = [function(r) if r is not None else None for r in self.results]
+    def map(self, function: Any, only: Any = None) -> None:
+        """Replace stored results ``r`` by ``function(r)``: all, or those at the flat indices ``only``.
+
+        All replacements are computed before any is stored, so an exception changes nothing.
+        """
+        chosen = range(len(self.results)) if only is None else set(only)
+        self.results = [function(r) if r is not None and i in chosen else r for i, r in enumerate(self.results)]
 
     def computed(self) -> list[Any]:
         """The results that exist."""
         return [r for r in self.results if r is not None]
+
+    def computed_indices(self) -> list[int]:
+        """Flat (C-order) indices of the slices that hold a result."""
+        return [i for i, r in enumerate(self.results) if r is not None]
+
+    def stack_index(self, flat: int) -> tuple[int, ...]:
+        """The stack position of flat index ``flat``."""
+        return tuple(int(i) for i in np.unravel_index(flat, self.stack_shape)) if self.stack_shape else ()
 
     def clear(self) -> None:
         """Forget everything."""

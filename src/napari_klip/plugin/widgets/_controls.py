@@ -25,9 +25,21 @@ def image_layer_choices(viewer: Any) -> Any:
     return choices
 
 
+#: Characters of a layer name a dropdown makes room for; longer names are cut in the closed box.
+LAYER_NAME_WIDTH = 16
+
+
 def image_layer_box(viewer: Any, label: str = "input layer") -> ComboBox:
-    """A dropdown of the viewer's image layers (refreshed when layers are added or removed)."""
-    return ComboBox(label=label, choices=image_layer_choices(viewer), nullable=False)
+    """A dropdown of the viewer's image layers (refreshed when layers are added or removed).
+
+    Its width does not follow the longest layer name, so a long name cannot widen the dock.
+    """
+    from qtpy.QtWidgets import QComboBox
+
+    box = ComboBox(label=label, choices=image_layer_choices(viewer), nullable=False)
+    box.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.native.setMinimumContentsLength(LAYER_NAME_WIDTH)
+    return box
 
 
 def device_box() -> ComboBox:

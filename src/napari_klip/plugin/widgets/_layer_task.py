@@ -68,15 +68,21 @@ class LayerTaskWidget(TaskWidget):
         self.slice_mode = ComboBox(label="slices", choices=list(SLICE_MODES), value="all slices", tooltip="for stacks and time series")
         self.seed = seed_box()
         self.results = ResultStack()
+        #: Flat indices of the slices the last run computed.
+        self.latest: list[int] = []
         self._show_with: tuple[str, Any, dict[str, tuple]] | None = None
-        self.append(self.input)
+        self.form.append(self.input)
 
     def add_footer(self, *widgets: Any) -> None:
-        """Append the common controls, ``widgets``, the Run button and the status line."""
-        self.extend([self.seed, *widgets, self.slice_mode, self.run_button, self.status])
+        """Append the common controls and ``widgets`` to the form; the Run button and the status line below it."""
+        self.form.extend([self.seed, *widgets, self.slice_mode])
+        self.extend([self.run_button, self.status])
 
-    def read_input(self) -> LayerInput:
-        """The chosen layer's selected slices and geometry; raises ``ValueError`` without a layer."""
+    def read_input(self, also: tuple[tuple[int, ...], ...] = ()) -> LayerInput:
+        """The chosen layer's selected slices (and the stack positions ``also``) and geometry.
+
+        Raises ``ValueError`` without a layer.
+        """
         layer = self.input.value
         if layer is None:
             raise ValueError("add an image layer first, then choose it as input")
@@ -84,6 +90,9 @@ class LayerTaskWidget(TaskWidget):
         stack_shape = stack_shape_of(tuple(layer.data.shape), rgb)
         current = clip_index(layer.world_to_data(self.viewer.dims.point), stack_shape) if stack_shape else ()
         selection = SliceSelection.choose(stack_shape, self.slice_mode.value, current)
+        if also and stack_shape:
+            indices = sorted(set(selection.indices) | set(also), key=selection.flat_index)
+            selection = SliceSelection(selection.stack_shape, tuple(indices))
         return LayerInput(
             name=layer.name,
             selection=selection,
@@ -102,6 +111,7 @@ class LayerTaskWidget(TaskWidget):
         input layer's.
         """
         self.results.store(source.key, source.selection, results)
+        self.latest = [source.selection.flat_index(index) for index in source.selection.indices]
         self._show_with = (source.name, make_layer_data, geometry if geometry is not None else source.geometry)
         return self.refresh_layers()
 

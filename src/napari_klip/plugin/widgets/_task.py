@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from magicgui.widgets import Container, PushButton
-from qtpy.QtCore import QEvent, QObject, Signal
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, Signal
+from qtpy.QtWidgets import QFrame, QScrollArea
 
 from ...core.errors import Cancelled
 from ._controls import info_label
@@ -53,6 +54,37 @@ class _ProgressRelay(QObject):
     """Carries progress from the worker thread to the main thread (a queued Qt signal)."""
 
     progressed = Signal(int, int, str)
+
+
+#: Height (px) the settings form keeps at least before it scrolls; the dock's minimum height is this
+#: plus the Run button and the status lines, so four docked widgets fit a laptop screen.
+FORM_MIN_HEIGHT = 100
+
+
+class FormScrollArea(QScrollArea):
+    """A vertical scroll area for a widget's settings form.
+
+    Its minimum width is the form's (nothing is cut off sideways, no horizontal scroll bar);
+    its minimum height is at most :data:`FORM_MIN_HEIGHT`, so a tall form scrolls instead of
+    making the window taller. Its preferred size is the whole form.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def _chrome_width(self) -> int:
+        return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        inner = self.widget().minimumSizeHint() if self.widget() is not None else QSize(0, 0)
+        return QSize(inner.width() + self._chrome_width(), min(inner.height(), FORM_MIN_HEIGHT))
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        inner = self.widget().sizeHint() if self.widget() is not None else QSize(0, 0)
+        return QSize(inner.width() + self._chrome_width(), inner.height() + 2 * self.frameWidth())
 
 
 class _UndockWatch(QObject):
@@ -118,6 +150,10 @@ def run_per_slice(
 class TaskWidget(Container):
     """A dock widget with a Run button that becomes Cancel while its job runs.
 
+    The settings go into :attr:`form` (a labelled container in a :class:`FormScrollArea`);
+    the Run button, the status line and whatever subclasses append to the widget itself stay
+    visible below it.
+
     Parameters
     ----------
     napari_viewer : napari.Viewer
@@ -129,9 +165,15 @@ class TaskWidget(Container):
     cancelled_text = "Cancelled: nothing was added or changed."
 
     def __init__(self, napari_viewer: Any, title: str):
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self.viewer = napari_viewer
         self.title = title
+        self.form = Container(labels=True)
+        self.append(self.form)
+        self.form_scroll = FormScrollArea()
+        layout = self.native.layout()
+        layout.insertWidget(layout.indexOf(self.form.native), self.form_scroll)
+        self.form_scroll.setWidget(self.form.native)  # takes the form out of the layout: one item again
         self.run_button = PushButton(text=self.run_text)
         self.run_button.changed.connect(self._on_button)
         self.status = info_label()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -15,7 +16,7 @@ from ...api.measurements import MeasurementInfo
 from ...core.klip.scores import threshold_blocks
 from ...core.options import DEFAULT_THRESHOLD, GUIDANCE_MODES, THRESHOLD_RULES, KlipConfig, OperatorSettings
 from ._controls import OperatorControls, info_label
-from ._detector import DetectorWidget
+from ._detector import DetectorWidget, describe_slices
 from ._layer_task import LayerInput
 from ._task import Job, run_per_slice
 
@@ -33,7 +34,8 @@ class KlipWidget(DetectorWidget):
     :func:`napari_klip.api.score_image` does); a layer made by the *Simulate measurement* widget
     is scored as it is, with the operator rebuilt from its metadata. After a run, the block size,
     the step window and the labels threshold recompute the maps from the stored trace without
-    sampling again.
+    sampling again — for the slices computed with the last run's settings only; slices scored
+    with other settings (steps, samples, operator, …) keep theirs (:meth:`slice_settings`).
     """
 
     def __init__(self, napari_viewer: Any):
@@ -48,7 +50,7 @@ class KlipWidget(DetectorWidget):
             tooltip="jacobian-free: the paper's DDPM sampler; consistency: steps along the approximate inverse of the "
                     "residual (filtered back-projection for CT; not for blur); dps: backpropagates through the network",
         )
-        self.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps, self.guidance])
+        self.form.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps, self.guidance])
         self.add_footer()
         self._block_sizes: list[int] = []
         # choices from a callable: napari calls reset_choices on every layer change
@@ -60,7 +62,7 @@ class KlipWidget(DetectorWidget):
             tooltip="which blocks the labels layer flags: " + ", ".join(f"{rule}:NUMBER" for rule in THRESHOLD_RULES)
                     + " (e.g. percentile:95, value:0.5); applied to the stored trace at once and to the next run",
         )
-        self.extend([self.block_size, self.window_start, self.window_stop, self.threshold])
+        self.form.extend([self.block_size, self.window_start, self.window_stop, self.threshold])
         self._setting_controls = False
         for control in (self.block_size, self.window_start, self.window_stop):
             control.changed.connect(self._on_rescore_control)
@@ -139,11 +141,21 @@ class KlipWidget(DetectorWidget):
     def _show(self, source: LayerInput, geometry: dict[str, tuple], results: list[Any]) -> None:
         self.store_and_show(source, results, klip_layer_data, geometry)
         self._set_rescore_controls(results[0])
-        settings = lambda r: (r.block_size, r.window, r.threshold)  # noqa: E731
-        if any(settings(r) != settings(results[0]) for r in self.results.computed()):
-            self.rescore()
         self.show_scores()
-        self.status.value = f"Scored {len(results)} slice(s) of '{source.name}'."
+        self.status.value = f"Scored {len(results)} slice(s) of '{source.name}'." + self.settings_note()
+
+    @staticmethod
+    def slice_settings(result: Any) -> tuple:
+        """Operator, sampler settings (not the seed), prior, block size, window and threshold of a slice."""
+        sampler = {key: value for key, value in result.parameters.get("sampler", {}).items() if key != "seed"}
+        return (
+            result.parameters.get("operator"),
+            json.dumps(sampler, sort_keys=True, default=str),
+            result.parameters.get("prior"),
+            result.block_size,
+            tuple(result.window),
+            result.threshold,
+        )
 
     # --- rescoring without sampling ---------------------------------------------------------
     def _set_rescore_controls(self, result: Any) -> None:
@@ -179,10 +191,13 @@ class KlipWidget(DetectorWidget):
     def rescore(self, notify: bool = True) -> None:
         """Recompute heatmaps, labels and scores for the chosen block size, window and threshold (no sampling).
 
-        A bad setting changes nothing: it becomes a notification (only the status line with
-        ``notify=False``, as while a threshold is being typed).
+        Only the slices computed with the last run's settings are rescored (the controls show
+        those); slices scored with other settings keep their maps and scores. A bad setting
+        changes nothing: it becomes a notification (only the status line with ``notify=False``,
+        as while a threshold is being typed).
         """
-        if not self.results.computed():
+        group = self.same_settings_as_latest()
+        if not group:
             return
         window = (self.window_start.value, self.window_stop.value)
         if window[0] >= window[1]:
@@ -190,7 +205,8 @@ class KlipWidget(DetectorWidget):
             return
         try:
             threshold = self.threshold_rule()
-            self.results.map(lambda result: result.rescore(block_size=self.block_size.value, window=window, threshold=threshold))
+            rescore = partial(_rescored, block_size=self.block_size.value, window=window, threshold=threshold)
+            self.results.map(rescore, only=group)
         except ValueError as error:
             if notify:
                 self._report_error(error)
@@ -199,4 +215,11 @@ class KlipWidget(DetectorWidget):
             return
         self.refresh_layers()
         self.show_scores()
-        self.status.value = f"Rescored with block size {self.block_size.value}, window {window[0]}–{window[1]}, threshold {threshold}."
+        self.status.value = (
+            f"Rescored {describe_slices(group)} with block size {self.block_size.value}, window {window[0]}–{window[1]}, "
+            f"threshold {threshold}." + self.settings_note()
+        )
+
+
+def _rescored(result: Any, block_size: int, window: tuple[int, int], threshold: str) -> Any:
+    return result.rescore(block_size=block_size, window=window, threshold=threshold)

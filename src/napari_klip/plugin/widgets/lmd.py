@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,21 +23,23 @@ from ._task import Job
 BATCH_SIZE = 4
 
 
-def lpips_weights_found(path: Any = None) -> bool:
-    """Whether ImageNet AlexNet weights for LPIPS are at ``path`` or where napari-klip looks for them."""
+def lpips_weights_problem(path: Any = None) -> str | None:
+    """Why LPIPS cannot run (no ImageNet AlexNet weights at ``path`` or where napari-klip looks), or ``None``."""
     try:
         find_alexnet_weights(path)
-    except LpipsWeightsError:
-        return False
-    return True
+    except LpipsWeightsError as error:
+        return str(error)
+    return None
 
 
 class LmdWidget(DetectorWidget):
-    """LMD: the image score, a per-pixel distance heatmap and the inpainted reconstructions.
+    """LMD: the image score, a per-pixel distance heatmap and the inpainted reconstruction.
 
-    LPIPS (the paper's distance) needs ImageNet AlexNet weights, which napari-klip never
-    downloads; when none are found the distance starts as ``mse``, and choosing ``lpips``
-    without weights reports where to put them.
+    LPIPS (the paper's distance, the default) needs ImageNet AlexNet weights; napari-klip ships
+    them and never downloads any. When they are missing (a broken install) the widget still starts
+    with ``lpips`` and says so at once — a warning notification and the status line name the
+    missing file and how to fix it — and a run with ``lpips`` is refused with that message
+    instead of silently measuring another distance.
     """
 
     def __init__(self, napari_viewer: Any):
@@ -46,14 +49,23 @@ class LmdWidget(DetectorWidget):
         self.steps = SpinBox(label="steps", value=defaults.num_steps, min=1, max=1000, tooltip="reverse diffusion steps")
         self.mask = ComboBox(label="mask", choices=list(MASK_KINDS), value=defaults.mask)
         self.mask_grid = SpinBox(label="mask grid", value=defaults.mask_grid, min=1, max=64, tooltip="patches per side")
-        distance = defaults.distance if lpips_weights_found() else "mse"
-        self.distance = ComboBox(label="distance", choices=list(DISTANCE_NAMES), value=distance)
+        self.distance = ComboBox(label="distance", choices=list(DISTANCE_NAMES), value=defaults.distance)
         self.lpips_weights = FileEdit(label="LPIPS weights", mode="r", filter="*.pth *.npz", tooltip="AlexNet weights (optional: env var and torch cache are searched)")
         self.aggregate = ComboBox(label="aggregate", choices=list(AGGREGATES), value=defaults.aggregate)
-        self.extend([self.reconstructions, self.steps, self.mask, self.mask_grid, self.distance, self.lpips_weights, self.aggregate])
+        self.form.extend([self.reconstructions, self.steps, self.mask, self.mask_grid, self.distance, self.lpips_weights, self.aggregate])
         self.add_footer()
         self.distance.changed.connect(self._on_distance)
         self._on_distance(self.distance.value)
+        self._warn_without_lpips_weights()
+
+    def _warn_without_lpips_weights(self) -> None:
+        from napari.utils.notifications import show_warning
+
+        problem = lpips_weights_problem() if self.distance.value == "lpips" else None
+        if problem is not None:
+            message = f"LPIPS, the default distance, cannot run: {problem}"
+            self.status.value = f"Warning: {message}"
+            show_warning(f"{self.title}: {message}")
 
     def _on_distance(self, distance: str) -> None:
         self.lpips_weights.visible = distance == "lpips"
@@ -65,6 +77,8 @@ class LmdWidget(DetectorWidget):
     def prepare(self) -> Job:
         source = self.read_input()
         prior_choice = self.prior_choice()
+        if self.distance.value == "lpips":
+            find_alexnet_weights(self._weights_path())  # no weights: a clear error before any work
         config = LmdConfig(
             num_reconstructions=self.reconstructions.value,
             num_steps=self.steps.value,
@@ -99,4 +113,10 @@ class LmdWidget(DetectorWidget):
         self.store_and_show(source, results, lmd_layer_data)
         self.show_scores()
         distance = results[0].parameters.get("distance", "")
-        self.status.value = f"Scored {len(results)} slice(s) of '{source.name}' ({distance} distance)."
+        self.status.value = f"Scored {len(results)} slice(s) of '{source.name}' ({distance} distance)." + self.settings_note()
+
+    @staticmethod
+    def slice_settings(result: Any) -> tuple:
+        """LMD settings (not the seed), distance and prior of a slice."""
+        settings = {key: value for key, value in result.parameters.get("settings", {}).items() if key != "seed"}
+        return (json.dumps(settings, sort_keys=True, default=str), result.parameters.get("distance"), result.parameters.get("prior"))

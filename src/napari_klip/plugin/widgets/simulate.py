@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -11,6 +12,7 @@ from magicgui.widgets import FloatSpinBox, SpinBox
 from ...api.layers import measurement_layer_data
 from ...api.measurements import MeasurementInfo, simulate_measurement
 from ...core.prior import default_prior_path
+from ..stacks import ResultStack
 from ._controls import OperatorControls
 from ._layer_task import LayerInput, LayerTaskWidget
 from ._task import Job, run_per_slice
@@ -30,6 +32,11 @@ class SimulateMeasurementWidget(LayerTaskWidget):
     The image is resized to the *grid* (the prior's image size: a measurement can only be scored
     by a prior of that size), the operator applied and Gaussian noise added (seed ``seed + i``
     for slice ``i``). The KLIP detector widget rebuilds the operator from the metadata.
+
+    Each operator has its own layer, and a layer's metadata holds one set of settings, so all
+    its slices must be simulated with the same settings: a run with other settings (views, grid,
+    noise, seed, …) than the slices simulated before for that operator simulates those slices
+    again with the new settings (cheap: no diffusion), and the status line says so.
     """
 
     def __init__(self, napari_viewer: Any):
@@ -38,8 +45,9 @@ class SimulateMeasurementWidget(LayerTaskWidget):
         grid = _bundled_grid()
         self.grid = SpinBox(label="grid size", value=grid, min=4, max=1024, tooltip=f"the prior's image size ({grid} for the bundled prior)")
         self.noise_sigma = FloatSpinBox(label="noise sigma", value=1.0, min=0.0, max=1e6, step=0.5, tooltip="in measurement units")
-        self.extend([self.operator, self.grid, self.noise_sigma])
+        self.form.extend([self.operator, self.grid, self.noise_sigma])
         self.add_footer()
+        self._stacks: dict[str, ResultStack] = {}
 
     def prepare(self) -> Job:
         source = self.read_input()
@@ -60,9 +68,15 @@ class SimulateMeasurementWidget(LayerTaskWidget):
             image_axis_labels=source.geometry["axis_labels"][-2:],
             source=source.name,
         )
+        earlier = self._stacks.get(settings.name)
+        redo: tuple[tuple[int, ...], ...] = ()
+        if earlier is not None and earlier.key is not None and earlier.key[:-1] == source.key and earlier.key != _key(source, info):
+            chosen = set(source.selection.indices)
+            redo = tuple(index for index in map(earlier.stack_index, earlier.computed_indices()) if index not in chosen)
+            source = self.read_input(also=redo)
         return Job(
             work=partial(self._simulate, source, info),
-            finish=partial(self._show, source, info),
+            finish=partial(self._show, source, info, len(redo)),
             total=len(source.selection),
             description=f"{settings.describe()} of '{source.name}'",
         )
@@ -75,9 +89,16 @@ class SimulateMeasurementWidget(LayerTaskWidget):
 
         return run_per_slice(source.slices, one, 1, report, should_cancel)
 
-    def _show(self, source: LayerInput, info: MeasurementInfo, measurements: list[Any]) -> None:
-        source = replace(source, key=(*source.key, info.operator.name))
-        self.store_and_show(source, measurements, partial(measurement_layer_data, info=info))
+    def _show(self, source: LayerInput, info: MeasurementInfo, redone: int, measurements: list[Any]) -> None:
+        self.results = self._stacks.setdefault(info.operator.name, ResultStack())
+        self.store_and_show(replace(source, key=_key(source, info)), measurements, partial(measurement_layer_data, info=info))
         shape = "×".join(str(n) for n in measurements[0].shape)
-        self.status.value = f"Simulated {len(measurements)} measurement(s) of {shape}: {info.operator.describe()}, noise σ {info.noise_sigma:g}."
+        again = f" The {redone} slice(s) simulated before with other settings were simulated again with these (one layer, one set of settings)." if redone else ""
+        self.status.value = f"Simulated {len(measurements)} measurement(s) of {shape}: {info.operator.describe()}, noise σ {info.noise_sigma:g}.{again}"
+
+
+def _key(source: LayerInput, info: MeasurementInfo) -> tuple:
+    """The input and every setting of the simulation (a stored stack with another key is simulated again)."""
+    settings = {key: value for key, value in info.to_metadata()["measurement"].items() if key != "source"}
+    return (*source.key, json.dumps(settings, sort_keys=True))
 

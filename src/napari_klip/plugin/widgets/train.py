@@ -12,7 +12,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Select,
 from ...core.data import read_images
 from ...core.networks import NETWORK_PRESETS
 from ...core.progress import drive
-from ...core.training import TrainingConfig, iter_training
+from ...core.training import TrainingConfig, iter_training, staging_folder
 from ._controls import device_box, image_layer_choices, seed_box
 from ._task import Job, TaskWidget
 
@@ -44,7 +44,10 @@ def stack_layers(layers: list[Any]) -> np.ndarray:
 class TrainPriorWidget(TaskWidget):
     """Train a prior with :func:`napari_klip.core.training.iter_training`, showing the loss.
 
-    Cancelling saves a checkpoint in the output folder; tick *resume* to continue from it.
+    Cancelling saves a checkpoint; tick *resume* to continue from it. With *overwrite* the run
+    trains beside the prior folder (in ``<folder>.new``, the core's staged overwrite, as the CLI
+    does) and replaces the earlier prior only when it finishes: a cancelled or failed run leaves
+    the earlier prior as it was.
     """
 
     run_text = "Train"
@@ -66,10 +69,11 @@ class TrainPriorWidget(TaskWidget):
         self.overwrite = CheckBox(text="overwrite earlier training output", value=False)
         self.seed = seed_box()
         self.device = device_box()
-        self.extend(
+        self.form.extend(
             [self.source, self.layers, self.folder, self.output, self.image_size, self.network, self.steps, self.batch_size,
-             self.learning_rate, self.seed, self.device, self.resume, self.overwrite, self.run_button, self.status]
+             self.learning_rate, self.seed, self.device, self.resume, self.overwrite]
         )
+        self.extend([self.run_button, self.status])
         self.source.changed.connect(self._on_source)
 
     def _on_source(self, value: str) -> None:
@@ -102,6 +106,12 @@ class TrainPriorWidget(TaskWidget):
         )
         config.validate()
         out_dir = Path(self.output.value).expanduser()
+        self.cancelled_text = (
+            f"Cancelled: the new training's checkpoint is in '{staging_folder(out_dir)}'; the prior in '{out_dir}' is unchanged. "
+            "Tick resume to continue the new training."
+            if self.overwrite.value
+            else type(self).cancelled_text
+        )
         return Job(
             work=partial(self._train, images, out_dir, config, self.resume.value, self.overwrite.value),
             finish=self._show,
