@@ -117,6 +117,7 @@ class DiffusionPrior:
         self.metadata = metadata
         self.path = path
         self.precision = "fp32"
+        self.channels_last = False
         self.unet.eval()
 
     def __repr__(self) -> str:
@@ -168,6 +169,19 @@ class DiffusionPrior:
         self.precision = resolve_precision(precision, self.device)
         return self
 
+    def set_channels_last(self, enabled: bool = True) -> "DiffusionPrior":
+        """Run :meth:`predict_noise` in the ``channels_last`` memory layout (or back to the default); returns self.
+
+        Only the layout of the network's weights and activations changes; inputs and outputs of
+        :meth:`predict_noise` keep the default layout. Whether it is faster depends on the
+        hardware (``benchmarks/throughput.py``).
+        """
+        import torch
+
+        self.channels_last = bool(enabled)
+        self.unet.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return self
+
     # --- intensities --------------------------------------------------------------------------
     def to_model_range(self, images: Any) -> Any:
         """Map intensities linearly from ``metadata.intensity_range`` to ``[-1, 1]``.
@@ -209,12 +223,16 @@ class DiffusionPrior:
             timesteps = torch.tensor(timesteps, device=noisy.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(noisy.shape[0])
+        if self.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
         if self.precision == "fp32":
-            return self.unet(noisy, timesteps.to(noisy.device)).sample
-        from .precision import autocast
+            predicted = self.unet(noisy, timesteps.to(noisy.device)).sample
+        else:
+            from .precision import autocast
 
-        with autocast(self.precision, noisy.device):
-            return self.unet(noisy, timesteps.to(noisy.device)).sample.float()
+            with autocast(self.precision, noisy.device):
+                predicted = self.unet(noisy, timesteps.to(noisy.device)).sample.float()
+        return predicted.contiguous() if self.channels_last else predicted
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the prior as a diffusers pipeline folder with napari-klip metadata.
