@@ -67,3 +67,23 @@ def test_channels_last_scores_equal_fp32_to_rounding(restore, images):
     restore.set_channels_last(True)
     assert restore.set_channels_last(True).channels_last
     np.testing.assert_allclose([r.score for r in score_stack(images, restore, config=config, **options)], default, rtol=1e-3)
+
+
+def test_set_compile_routes_predictions_through_torch_compile(restore, monkeypatch):
+    # torch.compile itself takes minutes here (docs/benchmarks.md); a recording stand-in checks the wiring.
+    calls = []
+
+    def recording_compile(module):
+        def compiled(*args, **kwargs):
+            calls.append(args[0].shape[0])
+            return module(*args, **kwargs)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    noisy = torch.randn((3, 1, *restore.image_size), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        eager = restore.predict_noise(noisy, 400)
+        assert restore.set_compile(True).predict_noise(noisy, 400).equal(eager) and calls == [3]
+        restore.set_compile(False).predict_noise(noisy, 400)
+    assert calls == [3] and restore.compiled is None

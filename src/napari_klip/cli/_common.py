@@ -76,6 +76,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels-last", action="store_true",
                         help="run the network in channels_last memory layout (faster on some GPUs; slower on the CPUs measured "
                         "in docs/benchmarks.md)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the network through torch.compile: minutes to compile, then faster for long runs "
+                        "(docs/benchmarks.md)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -244,10 +247,11 @@ def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, descripti
 
 
 def scoring_prior(args: argparse.Namespace) -> Any:
-    """The prior of ``--model`` on ``--device``, at ``--precision``, in ``--channels-last`` layout if asked."""
+    """The prior of ``--model`` on ``--device``, at ``--precision``, with ``--channels-last`` and ``--compile`` if asked."""
     from ..core.prior import resolve_prior
 
-    return resolve_prior(args.model, args.device).set_precision(args.precision).set_channels_last(args.channels_last)
+    prior = resolve_prior(args.model, args.device).set_precision(args.precision).set_channels_last(args.channels_last)
+    return prior.set_compile(args.compile) if args.compile else prior
 
 
 def write_tiff(path: Path, array: np.ndarray) -> None:

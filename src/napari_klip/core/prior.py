@@ -118,6 +118,7 @@ class DiffusionPrior:
         self.path = path
         self.precision = "fp32"
         self.channels_last = False
+        self.compiled: Any = None
         self.unet.eval()
 
     def __repr__(self) -> str:
@@ -182,6 +183,17 @@ class DiffusionPrior:
         self.unet.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         return self
 
+    def set_compile(self, enabled: bool = True) -> "DiffusionPrior":
+        """Run :meth:`predict_noise` through ``torch.compile(unet)`` (or eagerly again); returns self.
+
+        The first call at each input shape compiles (about two minutes for the bundled prior on a
+        2-core CPU); ``docs/benchmarks.md`` has what it gained there.
+        """
+        import torch
+
+        self.compiled = torch.compile(self.unet) if enabled else None
+        return self
+
     # --- intensities --------------------------------------------------------------------------
     def to_model_range(self, images: Any) -> Any:
         """Map intensities linearly from ``metadata.intensity_range`` to ``[-1, 1]``.
@@ -225,13 +237,14 @@ class DiffusionPrior:
             timesteps = timesteps.expand(noisy.shape[0])
         if self.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
+        network = self.unet if self.compiled is None else self.compiled
         if self.precision == "fp32":
-            predicted = self.unet(noisy, timesteps.to(noisy.device)).sample
+            predicted = network(noisy, timesteps.to(noisy.device)).sample
         else:
             from .precision import autocast
 
             with autocast(self.precision, noisy.device):
-                predicted = self.unet(noisy, timesteps.to(noisy.device)).sample.float()
+                predicted = network(noisy, timesteps.to(noisy.device)).sample.float()
         return predicted.contiguous() if self.channels_last else predicted
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
