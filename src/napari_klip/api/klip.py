@@ -18,8 +18,7 @@ interpolation) for scoring, and every image-space output is resized back to the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +35,15 @@ from ..core.klip import (
     default_window,
     heatmap_from_blocks,
     image_score,
+    iter_klip_batch,
     measurement_to_model_range,
-    run_klip,
     threshold_blocks,
 )
 from ..core.operators import Operator, build_operator
-from ..core.options import DEFAULT_THRESHOLD
+from ..core.batching import batch_sizes, resolve_batch_images
+from ..core.options import DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, check_batch_images
 from ..core.prior import DiffusionPrior, resolve_prior
-from ..core.progress import Progress, ProgressCallback, ShouldCancel
+from ..core.progress import Progress, ProgressCallback, ShouldCancel, drive
 
 __all__ = ["DEFAULT_THRESHOLD", "KlipResult", "score_image", "score_measurement", "score_measurements", "score_stack"]
 
@@ -136,23 +136,58 @@ def _check_scoring(prior: DiffusionPrior, config: KlipConfig, block_size: int, w
     threshold_blocks(np.zeros(1), threshold)
 
 
-def _finish(
+def _score_batches(
+    prior: DiffusionPrior,
+    operator: Operator,
+    measurements: list[Any],
+    input_shapes: list[tuple[int, ...]],
+    config: KlipConfig,
+    extra: dict[str, Any],
+    batch_images: int | str,
+    progress: ProgressCallback | None,
+    should_cancel: ShouldCancel | None,
+    block_size: int | None = None,
+    window: tuple[int, int] | None = None,
+    threshold: str = DEFAULT_THRESHOLD,
+) -> list[KlipResult]:
+    """Sample ``measurements`` (each ``(1, C, ...)``, model units) ``batch_images`` at a time; item ``i`` uses seed ``config.seed + i``.
+
+    Progress counts image-steps: after step ``k`` of a batch of ``n`` images that starts at image
+    ``b``, ``b·K + k·n`` of ``N·K``.
+    """
+    block_size = default_block_size(prior.image_size) if block_size is None else block_size
+    window = default_window(config.num_steps) if window is None else window
+    _check_scoring(prior, config, block_size, window, threshold)
+    count, steps = len(measurements), config.stop_after_step or config.num_steps
+    size = resolve_batch_images(batch_images, prior, config.num_samples, count, with_gradients=config.guidance == "dps")
+    results: list[KlipResult] = []
+    for begin, end in batch_sizes(count, size):
+        def report(update: Progress, begin: int = begin, images: int = end - begin) -> None:
+            if progress is not None:
+                progress(Progress(begin * steps + update.step * images, steps * count, update.elapsed_s))
+
+        batch = torch.cat(measurements[begin:end])
+        seeds = [config.seed + index for index in range(begin, end)]
+        traces = drive(iter_klip_batch(prior, operator, batch, config, seeds), report, should_cancel)
+        for offset, trace in enumerate(traces):
+            item = {**extra, "images_in_batch": end - begin}
+            results.append(_result(prior, operator, measurements[begin + offset], input_shapes[begin + offset], trace,
+                                   block_size, window, threshold, item))
+    return results
+
+
+def _result(
     prior: DiffusionPrior,
     operator: Operator,
     measurement_model: Any,
     input_shape: tuple[int, ...],
-    config: KlipConfig,
-    block_size: int | None,
-    window: tuple[int, int] | None,
+    trace: KlipTrace,
+    block_size: int,
+    window: tuple[int, int],
     threshold: str,
     extra: dict[str, Any],
-    progress: ProgressCallback | None,
-    should_cancel: ShouldCancel | None,
 ) -> KlipResult:
-    block_size = default_block_size(prior.image_size) if block_size is None else block_size
-    window = default_window(config.num_steps) if window is None else window
-    _check_scoring(prior, config, block_size, window, threshold)
-    trace = run_klip(prior, operator, measurement_model, config, progress=progress, should_cancel=should_cancel)
+    """One image's :class:`KlipResult` from its trace, on the input's grid and in its intensity units."""
     input_hw = tuple(input_shape[:2])
     reconstruction = prior.from_model_range(trace.reconstruction)
     spread = trace.reconstruction_std * (prior.metadata.intensity_range[1] - prior.metadata.intensity_range[0]) / 2.0
@@ -162,11 +197,12 @@ def _finish(
     observed = to_input_grid(reshape(prior.from_model_range(_observed_model(operator, measurement_model))), tuple(input_shape), order=1)
     parameters = {
         "operator": operator.describe(),
-        "sampler": asdict(config),
+        "sampler": trace.config,
         "prior": str(prior.path) if prior.path else None,
         "prior_image_size": list(prior.image_size),
         "input_shape": list(input_shape),
         "device": str(prior.device),
+        "precision": prior.precision,
         "network_calls": trace.network_calls,
         "wall_time_s": round(trace.wall_time_s, 3),
         **extra,
@@ -189,6 +225,27 @@ def _observed_model(operator: Operator, measurement_model: Any) -> np.ndarray:
         else:  # image-shaped measurements (blur): the measurement is what the user sees
             image = measurement_model
     return image[0].float().cpu().numpy()
+
+
+def _simulated_measurement(prior: DiffusionPrior, operator: Operator, image: np.ndarray, noise_sigma: float, seed: int) -> Any:
+    """``(1, C, ...)`` model-unit measurement of one checked image, its noise seeded by ``seed``."""
+    model_image = torch.from_numpy(to_prior_grid(image, prior))[None]
+    intensity_image = prior.from_model_range(model_image)
+    measurement = operator.simulate(intensity_image.double(), noise_sigma=noise_sigma, seed=seed).float()
+    return measurement_to_model_range(prior, operator, measurement)
+
+
+def _given_measurement(prior: DiffusionPrior, operator: Operator, measurement: Any) -> Any:
+    """``(1, C, ...)`` model-unit measurement of one given 2-D measurement in intensity units."""
+    array = np.asarray(measurement)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)) or array.dtype == bool:
+        raise TypeError(f"measurement must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"measurement must be one 2-D array (e.g. a sinogram), got shape {array.shape}")
+    if not np.all(np.isfinite(array.astype(np.float32))):
+        raise ImageDataError(f"measurement: holds NaN or infinite values (or values beyond float32, up to {np.max(np.abs(array)):.3g})")
+    tensor = torch.from_numpy(array.astype(np.float32))[None, None]
+    return measurement_to_model_range(prior, operator, tensor)
 
 
 def score_image(
@@ -245,18 +302,9 @@ def score_image(
         When ``should_cancel`` returned true.
     """
     prior = resolve_prior(prior, device)
-    config = config or KlipConfig()
-    config.validate(prior.num_train_timesteps)
     array = check_image(image, prior.channels)
-    op = build_operator(operator, prior.image_size, operator_params)
-    model_image = torch.from_numpy(to_prior_grid(array, prior))[None]
-    intensity_image = prior.from_model_range(model_image)
-    measurement = op.simulate(intensity_image.double(), noise_sigma=noise_sigma, seed=config.seed).float()
-    measurement_model = measurement_to_model_range(prior, op, measurement)
-    return _finish(
-        prior, op, measurement_model, array.shape, config, block_size, window, threshold,
-        {"noise_sigma": noise_sigma, "measurement": "simulated"}, progress, should_cancel,
-    )
+    return score_stack(array[None], prior, operator=operator, operator_params=operator_params, noise_sigma=noise_sigma, config=config,
+                       block_size=block_size, window=window, threshold=threshold, progress=progress, should_cancel=should_cancel)[0]
 
 
 def score_measurement(
@@ -295,38 +343,11 @@ def score_measurement(
     prior = resolve_prior(prior, device)
     config = config or KlipConfig()
     config.validate(prior.num_train_timesteps)
-    array = np.asarray(measurement)
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)) or array.dtype == bool:
-        raise TypeError(f"measurement must hold real numbers, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"measurement must be one 2-D array (e.g. a sinogram), got shape {array.shape}")
-    if not np.all(np.isfinite(array.astype(np.float32))):
-        raise ImageDataError(f"measurement: holds NaN or infinite values (or values beyond float32, up to {np.max(np.abs(array)):.3g})")
-    tensor = torch.from_numpy(array.astype(np.float32))[None, None]
-    measurement_model = measurement_to_model_range(prior, operator, tensor)
     shape = tuple(output_shape) if output_shape is not None else tuple(prior.image_size)
-    return _finish(
-        prior, operator, measurement_model, shape, config, block_size, window, threshold,
-        {"measurement": "given"}, progress, should_cancel,
-    )
-
-
-
-def _score_each(
-    items: np.ndarray, config: KlipConfig | None, progress: ProgressCallback | None, should_cancel: ShouldCancel | None,
-    score_one: Callable[..., KlipResult],
-) -> list[KlipResult]:
-    """Score ``items`` one by one, item ``i`` with seed ``config.seed + i``, progress over all of them."""
-    config = config or KlipConfig()
-    steps = config.stop_after_step or config.num_steps
-    results = []
-    for index, item in enumerate(items):
-        def report(update: Progress, offset: int = index * steps) -> None:
-            if progress is not None:
-                progress(Progress(offset + update.step, steps * len(items), update.elapsed_s))
-
-        results.append(score_one(item, replace(config, seed=config.seed + index), report, should_cancel))
-    return results
+    return _score_batches(
+        prior, operator, [_given_measurement(prior, operator, measurement)], [shape], config, {"measurement": "given"}, 1,
+        progress, should_cancel, block_size, window, threshold,
+    )[0]
 
 
 def score_stack(
@@ -334,11 +355,12 @@ def score_stack(
     prior: DiffusionPrior | str | Path | None = None,
     *,
     config: KlipConfig | None = None,
+    batch_images: int | str = DEFAULT_KLIP_BATCH_IMAGES,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
     **options: Any,
 ) -> list[KlipResult]:
-    """Score a stack of images with KLIP, one after another; image ``i`` uses seed ``config.seed + i``.
+    """Score a stack of images with KLIP; image ``i`` uses seed ``config.seed + i``.
 
     Parameters
     ----------
@@ -346,8 +368,14 @@ def score_stack(
         ``(N, H, W)`` grey images (``(N, H, W, C)`` for a colour prior) in the prior's intensity units.
     prior, config
         As for :func:`score_image`.
+    batch_images : int or "auto"
+        Images sampled together, one network call per step for all their ``N × S`` samples
+        (``"auto"``: as many as a memory budget allows, :mod:`napari_klip.core.batching`). Each
+        image keeps its own generator, so results equal those of ``batch_images=1`` up to the
+        float rounding of the network's batch-size-dependent kernels (``docs/benchmarks.md``).
     progress, should_cancel : callable, optional
-        Progress (``step`` and ``total`` over all images) and cancel check, after every step.
+        Progress (``step`` and ``total`` count image-steps over all images) and cancel check,
+        after every step.
     **options
         ``operator``, ``operator_params``, ``noise_sigma``, ``block_size``, ``window``,
         ``threshold``, ``device``: as for :func:`score_image`.
@@ -355,26 +383,51 @@ def score_stack(
     Returns
     -------
     list of KlipResult
+
+    Raises
+    ------
+    Cancelled
+        When ``should_cancel`` returned true (nothing is returned).
     """
-    prior = resolve_prior(prior, options.get("device", "auto"))
+    check_batch_images(batch_images)
+    prior = resolve_prior(prior, options.pop("device", "auto"))
+    config = config or KlipConfig()
+    config.validate(prior.num_train_timesteps)
     stack = check_stack(images, prior.channels)
-    options["operator"] = build_operator(options.get("operator", "ct"), prior.image_size, options.pop("operator_params", None))
-    return _score_each(
-        stack, config, progress, should_cancel,
-        lambda image, seeded, report, cancel: score_image(image, prior, config=seeded, progress=report, should_cancel=cancel, **options),
+    operator = build_operator(options.pop("operator", "ct"), prior.image_size, options.pop("operator_params", None))
+    noise_sigma = options.pop("noise_sigma", 0.0)
+    measurements = [_simulated_measurement(prior, operator, image, noise_sigma, config.seed + index) for index, image in enumerate(stack)]
+    return _score_batches(
+        prior, operator, measurements, [tuple(image.shape) for image in stack], config,
+        {"noise_sigma": noise_sigma, "measurement": "simulated"}, batch_images, progress, should_cancel, **options,
     )
 
 
-def score_measurements(measurements: Any, operator: Operator, prior: DiffusionPrior | str | Path | None = None, **options: Any) -> list[KlipResult]:
+def score_measurements(
+    measurements: Any,
+    operator: Operator,
+    prior: DiffusionPrior | str | Path | None = None,
+    *,
+    config: KlipConfig | None = None,
+    batch_images: int | str = DEFAULT_KLIP_BATCH_IMAGES,
+    progress: ProgressCallback | None = None,
+    should_cancel: ShouldCancel | None = None,
+    device: str = "auto",
+    output_shape: tuple[int, int] | None = None,
+    **options: Any,
+) -> list[KlipResult]:
     """Score a stack of given measurements ``(N, *measurement_shape)`` (e.g. sinograms) with KLIP.
 
-    Measurement ``i`` uses seed ``config.seed + i``; ``config``, ``progress`` and
-    ``should_cancel`` are those of :func:`score_stack`, the other ``options`` those of
-    :func:`score_measurement`.
+    Measurement ``i`` uses seed ``config.seed + i``; ``config``, ``batch_images``, ``progress``
+    and ``should_cancel`` are those of :func:`score_stack`, ``output_shape`` and the other
+    ``options`` (``block_size``, ``window``, ``threshold``) those of :func:`score_measurement`.
     """
-    prior = resolve_prior(prior, options.get("device", "auto"))
-    config, progress, should_cancel = (options.pop(key, None) for key in ("config", "progress", "should_cancel"))
-    return _score_each(
-        np.asarray(measurements), config, progress, should_cancel,
-        lambda item, seeded, report, cancel: score_measurement(item, operator, prior, config=seeded, progress=report, should_cancel=cancel, **options),
+    check_batch_images(batch_images)
+    prior = resolve_prior(prior, device)
+    config = config or KlipConfig()
+    config.validate(prior.num_train_timesteps)
+    items = [_given_measurement(prior, operator, item) for item in np.asarray(measurements)]
+    shape = tuple(output_shape) if output_shape is not None else tuple(prior.image_size)
+    return _score_batches(
+        prior, operator, items, [shape] * len(items), config, {"measurement": "given"}, batch_images, progress, should_cancel, **options,
     )

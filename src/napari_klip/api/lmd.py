@@ -25,7 +25,8 @@ import torch
 from ..core.grid import check_image, check_stack, to_input_grid, to_prior_grid
 from ..core.lmd import LmdConfig, LmdReconstructions, LmdScores, run_lmd
 from ..core.lmd.distances import make_distance
-from ..core.options import DEFAULT_LMD_BATCH_SIZE
+from ..core.batching import batch_sizes, resolve_batch_images
+from ..core.options import DEFAULT_LMD_BATCH_SIZE, check_batch_images
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.progress import Progress, ProgressCallback, ShouldCancel
 
@@ -69,11 +70,12 @@ def score_stack(
     config: LmdConfig | None = None,
     device: str = "auto",
     lpips_weights: str | Path | None = None,
-    batch_size: int = DEFAULT_LMD_BATCH_SIZE,
+    batch_images: int | str | None = None,
+    batch_size: int | str | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> list[LmdResult]:
-    """Score a stack of images with LMD, ``batch_size`` images (× R reconstructions) per batch.
+    """Score a stack of images with LMD, ``batch_images`` images (× R reconstructions) per batch.
 
     Parameters
     ----------
@@ -90,9 +92,14 @@ def score_stack(
         ImageNet AlexNet weights for ``distance="lpips"``; without them the torch cache and
         ``$NAPARI_KLIP_ALEXNET_WEIGHTS`` are searched, and their absence is an error raised before
         any sampling.
-    batch_size : int
-        Images per batched reverse process. Results do not depend on it: every image draws its
-        noise from its own generator seeded with ``config.seed``.
+    batch_images : int or "auto", optional
+        Images per batched reverse process, one network call per step for all their
+        reconstructions (default {DEFAULT_LMD_BATCH_SIZE}; ``"auto"``: as many as a memory budget
+        allows, :mod:`napari_klip.core.batching`). Results do not depend on it beyond the float
+        rounding of the network's batch-size-dependent kernels: every image draws its noise from
+        its own generator seeded with ``config.seed``.
+    batch_size : int or "auto", optional
+        The older name of ``batch_images``; give one of them.
     progress : callable, optional
         Called with a :class:`~napari_klip.core.progress.Progress` (``step``, ``total`` over all
         batches) after every step.
@@ -108,8 +115,10 @@ def score_stack(
     Cancelled
         When ``should_cancel`` returned true.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batch_images is not None and batch_size is not None:
+        raise TypeError("give batch_images or its older name batch_size, not both")
+    name, given = ("batch_size", batch_size) if batch_size is not None else ("batch_images", batch_images)
+    requested = DEFAULT_LMD_BATCH_SIZE if given is None else check_batch_images(given, name)
     prior = resolve_prior(prior, device)
     config = config or LmdConfig()
     config.validate(prior)
@@ -117,7 +126,8 @@ def score_stack(
     distance = make_distance(config.distance, prior=prior, lpips_weights=lpips_weights, device=prior.device)
     model_images = torch.from_numpy(np.stack([to_prior_grid(image, prior) for image in checked]))
 
-    batches = [model_images[begin : begin + batch_size] for begin in range(0, len(checked), batch_size)]
+    size = resolve_batch_images(requested, prior, config.num_reconstructions, len(checked))
+    batches = [model_images[begin:end] for begin, end in batch_sizes(len(checked), size)]
     results: list[LmdResult] = []
     steps_done = 0
     for batch in batches:
@@ -161,7 +171,7 @@ def score_image(
     prior = resolve_prior(prior, device)
     checked = check_image(image, prior.channels)
     options = {"config": config, "device": device, "lpips_weights": lpips_weights, "progress": progress, "should_cancel": should_cancel}
-    return score_stack(checked[None], prior, batch_size=1, **options)[0]
+    return score_stack(checked[None], prior, batch_images=1, **options)[0]
 
 
 def _result(
@@ -181,6 +191,7 @@ def _result(
         "prior_image_size": list(prior.image_size),
         "input_shape": list(shape),
         "device": str(prior.device),
+        "precision": prior.precision,
         "network_evaluations": reconstructions.evaluations_per_image,
         "batched_network_calls": reconstructions.network_calls,
         "images_in_batch": int(reconstructions.images.shape[0]),

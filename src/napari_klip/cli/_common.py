@@ -16,6 +16,8 @@ import numpy as np
 
 from ..core.options import (
     AGGREGATES,
+    AUTO_BATCH,
+    DEFAULT_KLIP_BATCH_IMAGES,
     DEFAULT_LMD_BATCH_SIZE,
     DEFAULT_THRESHOLD,
     DEVICE_CHOICES,
@@ -42,6 +44,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def batch_images_arg(text: str) -> int | str:
+    """An ``argparse`` type: ``auto`` or a whole number >= 1 (anything else is a usage error naming the option)."""
+    if text == AUTO_BATCH:
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 or '{AUTO_BATCH}', got {text!r}") from None
+
+
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cuda|mps|cpu`` and ``--precision auto|fp32|bf16``: where and how the network runs."""
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=DEVICE_CHOICES[0])
@@ -57,6 +69,16 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help=f"sampling steps, respaced over the prior's schedule (default {KlipConfig.num_steps})")
     parser.add_argument("--seed", type=int, default=0)
     add_device_option(parser)
+    parser.add_argument("--batch-images", "--batch-size", dest="batch_images", type=batch_images_arg, metavar="N|auto",
+                        help=f"images sampled together, one network call per step for all of them; 'auto' fits as many as a "
+                        f"memory budget allows (default: {DEFAULT_KLIP_BATCH_IMAGES} for KLIP, {DEFAULT_LMD_BATCH_SIZE} for LMD; "
+                        "--batch-size is the older name)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="run the network in channels_last memory layout (faster on some GPUs; slower on the CPUs measured "
+                        "in docs/benchmarks.md)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the network through torch.compile: minutes to compile, then faster for long runs "
+                        "(docs/benchmarks.md)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -99,8 +121,6 @@ def add_lmd_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distance", choices=DISTANCE_NAMES, default=lmd.distance, help=f"LMD: image distance (default {lmd.distance})")
     parser.add_argument("--aggregate", choices=AGGREGATES, default=lmd.aggregate, help=f"LMD: over reconstructions (default {lmd.aggregate})")
     parser.add_argument("--lpips-weights", help="LMD: ImageNet AlexNet weights for LPIPS (.npz or torchvision .pth)")
-    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_LMD_BATCH_SIZE,
-                        help=f"LMD: images per batched reverse process (default {DEFAULT_LMD_BATCH_SIZE})")
 
 
 def klip_config(args: argparse.Namespace) -> KlipConfig:
@@ -202,23 +222,36 @@ def follow(bar: Any):
     return progress
 
 
+def klip_batch_images(args: argparse.Namespace) -> int | str:
+    """``--batch-images`` for KLIP (its default when not given)."""
+    return DEFAULT_KLIP_BATCH_IMAGES if args.batch_images is None else args.batch_images
+
+
 def score_klip(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str) -> list:
     """KLIP results of every image of ``stack`` (image ``i`` with seed ``seed + i``) behind one progress bar."""
     from ..api.klip import score_stack
 
     with progress_bar(len(stack) * args.steps, description) as bar:
         return score_stack(stack, prior, operator=klip_operator(args, prior.image_size), noise_sigma=args.noise_sigma,
-                           config=klip_config(args), progress=follow(bar), **map_options(args))
+                           config=klip_config(args), batch_images=klip_batch_images(args), progress=follow(bar), **map_options(args))
 
 
 def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str) -> list:
     """LMD results of every image of ``stack`` behind one progress bar."""
     from ..api.lmd import score_stack
 
-    batches = -(-len(stack) // max(args.batch_size, 1))
-    with progress_bar(batches * args.steps, description) as bar:
-        return score_stack(stack, prior, config=lmd_config(args), lpips_weights=args.lpips_weights, batch_size=args.batch_size,
+    batch = DEFAULT_LMD_BATCH_SIZE if args.batch_images is None else args.batch_images
+    with progress_bar(args.steps, description) as bar:  # the first update sets the total (batches × steps)
+        return score_stack(stack, prior, config=lmd_config(args), lpips_weights=args.lpips_weights, batch_images=batch,
                            progress=follow(bar))
+
+
+def scoring_prior(args: argparse.Namespace) -> Any:
+    """The prior of ``--model`` on ``--device``, at ``--precision``, with ``--channels-last`` and ``--compile`` if asked."""
+    from ..core.prior import resolve_prior
+
+    prior = resolve_prior(args.model, args.device).set_precision(args.precision).set_channels_last(args.channels_last)
+    return prior.set_compile(args.compile) if args.compile else prior
 
 
 def write_tiff(path: Path, array: np.ndarray) -> None:

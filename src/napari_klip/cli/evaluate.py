@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.options import METHODS
-from ._common import add_common_options, add_klip_options, add_lmd_options, read_stack, score_klip, score_lmd
+from ._common import add_common_options, add_klip_options, add_lmd_options, read_stack, score_klip, score_lmd, scoring_prior
 
 EVALUATE_OUTPUTS = ("metrics.json", "roc.png")
 
@@ -44,7 +44,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..core.grid import resize_to_grid
     from ..core.metrics import baseline_image_level_aucs, dataset_roc_auc, dataset_roc_curve, image_level_roc_auc
     from ..core.outputs import staged_output
-    from ..core.prior import resolve_prior
 
     id_stack, ood_stack = read_stack(args.id, "--id"), read_stack(args.ood, "--ood")
     labels = read_stack(args.ood_labels, "--ood-labels") != 0 if args.ood_labels else None
@@ -55,7 +54,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--body-masks has shape {bodies.shape}, the OOD stack {ood_stack.shape}")
     with staged_output(args.out, EVALUATE_OUTPUTS, args.overwrite) as staging:
         start = time.perf_counter()
-        prior = resolve_prior(args.model, args.device).set_precision(args.precision)
+        prior = scoring_prior(args)
         score = score_lmd if args.method == "lmd" else score_klip
         id_results, ood_results = score(id_stack, args, prior, "ID images"), score(ood_stack, args, prior, "OOD images")
         if args.method == "lmd":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import LMD_OUTPUTS, add_common_options, add_lmd_options, as_written, read_stack, score_lmd, staged_results, write_result_json, write_tiff
+from ._common import LMD_OUTPUTS, add_common_options, add_lmd_options, as_written, read_stack, score_lmd, scoring_prior, staged_results, write_result_json, write_tiff
 
 __all__ = ["LMD_OUTPUTS", "register", "run_lmd"]
 
@@ -30,12 +30,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_lmd(args: argparse.Namespace) -> int:
     """``napari-klip lmd``: score a TIFF image/stack with LMD; write heatmaps, reconstructions and JSON."""
-    from ..core.prior import resolve_prior
-
     stack = read_stack(args.input, "--input")
     with staged_results(args.out, LMD_OUTPUTS, args.overwrite) as staging:
         start = time.perf_counter()
-        prior = resolve_prior(args.model, args.device).set_precision(args.precision)
+        prior = scoring_prior(args)
         results = score_lmd(stack, args, prior, "LMD")
         write_tiff(staging / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
         write_tiff(staging / "reconstructions.tif", as_written([r.reconstructions for r in results]).astype(np.float32))

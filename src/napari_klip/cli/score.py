@@ -13,6 +13,7 @@ from ._common import (
     add_klip_options,
     as_written,
     follow,
+    klip_batch_images,
     klip_config,
     klip_operator,
     map_options,
@@ -20,6 +21,7 @@ from ._common import (
     read_stack,
     SCORE_OUTPUTS,
     score_klip,
+    scoring_prior,
     staged_results,
     write_result_json,
     write_tiff,
@@ -46,20 +48,20 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_score(args: argparse.Namespace) -> int:
     """``napari-klip score``: score a TIFF image/stack or a given measurement; write maps and JSON."""
     from ..api.klip import score_measurements
-    from ..core.prior import resolve_prior
 
     if args.input is None and args.measurement is None:
         raise ValueError("give --input (an image or stack) or --measurement (a measured sinogram/image)")
     with staged_results(args.out, SCORE_OUTPUTS, args.overwrite) as staging:
         start = time.perf_counter()
-        prior = resolve_prior(args.model, args.device).set_precision(args.precision)
+        prior = scoring_prior(args)
         if args.measurement is not None:
             operator = klip_operator(args, prior.image_size)
             shape = tuple(read_stack(args.input, "--input").shape[1:]) if args.input else tuple(prior.image_size)
             measurements = read_stack(args.measurement, "--measurement")
             with progress_bar(len(measurements) * args.steps, "scoring") as bar:
                 results = score_measurements(measurements, operator, prior, config=klip_config(args), output_shape=shape,
-                                             progress=follow(bar), **map_options(args))
+                                             batch_images=klip_batch_images(args), progress=follow(bar),
+                                             **map_options(args))
         else:
             results = score_klip(read_stack(args.input, "--input"), args, prior, "scoring")
         _write_score_outputs(staging, results, start, args.out)

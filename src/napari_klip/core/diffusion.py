@@ -15,6 +15,7 @@ diffusers' ``DDPMScheduler.step`` for those, bit for bit on the CPU.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -140,11 +141,37 @@ def ddpm_reverse_step(
     return mean + variance.sqrt() * noise
 
 
-def ancestral_step(
-    prior: "DiffusionPrior", state: "torch.Tensor", predicted_noise: "torch.Tensor", step: ReverseStep, generator: "torch.Generator"
-) -> "torch.Tensor":
-    """:func:`ddpm_reverse_step` with noise drawn from ``generator`` on the CPU, as diffusers does (none at ``t = 0``)."""
+def per_image_noise(generators: "Sequence[torch.Generator]", shape: tuple[int, ...], device: Any) -> "torch.Tensor":
+    """``(N, *shape)`` standard normal noise, row ``n`` drawn on the CPU from ``generators[n]``.
+
+    Row ``n`` equals ``torch.randn(shape, generator=generators[n])``: what image ``n`` would draw
+    alone, so batching images together does not change any image's noise.
+    """
     import torch
 
-    noise = torch.randn(state.shape, generator=generator).to(state.device) if step.timestep > 0 else None
+    return torch.stack([torch.randn(shape, generator=generator) for generator in generators]).to(device)
+
+
+def ancestral_step(
+    prior: "DiffusionPrior",
+    state: "torch.Tensor",
+    predicted_noise: "torch.Tensor",
+    step: ReverseStep,
+    generator: "torch.Generator | Sequence[torch.Generator]",
+) -> "torch.Tensor":
+    """:func:`ddpm_reverse_step` with noise drawn on the CPU, as diffusers does (none at ``t = 0``).
+
+    ``generator`` is one generator for the whole ``state``, or one per image: then ``state``'s
+    rows are ``len(generator)`` equal groups, image-major, and group ``n`` draws from
+    ``generator[n]`` (:func:`per_image_noise`).
+    """
+    import torch
+
+    noise = None
+    if step.timestep > 0:
+        if isinstance(generator, torch.Generator):
+            noise = torch.randn(state.shape, generator=generator).to(state.device)
+        else:
+            rows = (state.shape[0] // len(generator), *state.shape[1:])
+            noise = per_image_noise(generator, rows, state.device).reshape(state.shape)
     return ddpm_reverse_step(state, predicted_noise, step.alpha_bar, step.alpha_bar_prev, noise, clip_range(prior))

@@ -49,6 +49,16 @@ METHODS = ("klip", "lmd")
 SIZE_MODES = ("resize", "random-crop", "center-crop")
 #: Images per batched LMD reverse process in the API and the command line.
 DEFAULT_LMD_BATCH_SIZE = 8
+#: Images per batched KLIP sampling run by default (1: one image after another, as before batching).
+DEFAULT_KLIP_BATCH_IMAGES = 1
+#: ``batch_images="auto"``: as many images per network call as the memory budget allows.
+AUTO_BATCH = "auto"
+#: Share of the memory a device has free that ``auto`` batching may fill with network activations.
+AUTO_BATCH_MEMORY_FRACTION = 0.25
+#: Most network rows (images × samples) ``auto`` puts in one call, by device type: on the CPU a
+#: forward of more than ~64 rows of a 32² network stops gaining throughput per row
+#: (``benchmarks/throughput.py``); accelerators are bound by memory only.
+AUTO_BATCH_MAX_ROWS = {"cpu": 64, "other": 4096}
 
 
 def check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -72,6 +82,19 @@ def check_mask_grid(grid: Any, image_size: tuple[int, int]) -> tuple[int, int]:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_batch_images(value: Any, name: str = "batch_images") -> int | str:
+    """``value`` as an ``int >= 1`` or ``"auto"``; anything else is a ``TypeError``/``ValueError`` naming ``name``."""
+    if isinstance(value, str):
+        if value != AUTO_BATCH:
+            raise ValueError(f"{name} must be an integer >= 1 or {AUTO_BATCH!r}, got {value!r}")
+        return value
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer >= 1 or {AUTO_BATCH!r}, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1 or {AUTO_BATCH!r}, got {value!r}")
+    return int(value)
 
 
 def check_seed(seed: Any) -> None:

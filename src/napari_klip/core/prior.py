@@ -117,6 +117,8 @@ class DiffusionPrior:
         self.metadata = metadata
         self.path = path
         self.precision = "fp32"
+        self.channels_last = False
+        self.compiled: Any = None
         self.unet.eval()
 
     def __repr__(self) -> str:
@@ -168,6 +170,30 @@ class DiffusionPrior:
         self.precision = resolve_precision(precision, self.device)
         return self
 
+    def set_channels_last(self, enabled: bool = True) -> "DiffusionPrior":
+        """Run :meth:`predict_noise` in the ``channels_last`` memory layout (or back to the default); returns self.
+
+        Only the layout of the network's weights and activations changes; inputs and outputs of
+        :meth:`predict_noise` keep the default layout. Whether it is faster depends on the
+        hardware (``benchmarks/throughput.py``).
+        """
+        import torch
+
+        self.channels_last = bool(enabled)
+        self.unet.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return self
+
+    def set_compile(self, enabled: bool = True) -> "DiffusionPrior":
+        """Run :meth:`predict_noise` through ``torch.compile(unet)`` (or eagerly again); returns self.
+
+        The first call at each input shape compiles (about two minutes for the bundled prior on a
+        2-core CPU); ``docs/benchmarks.md`` has what it gained there.
+        """
+        import torch
+
+        self.compiled = torch.compile(self.unet) if enabled else None
+        return self
+
     # --- intensities --------------------------------------------------------------------------
     def to_model_range(self, images: Any) -> Any:
         """Map intensities linearly from ``metadata.intensity_range`` to ``[-1, 1]``.
@@ -209,12 +235,17 @@ class DiffusionPrior:
             timesteps = torch.tensor(timesteps, device=noisy.device)
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(noisy.shape[0])
+        if self.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        network = self.unet if self.compiled is None else self.compiled
         if self.precision == "fp32":
-            return self.unet(noisy, timesteps.to(noisy.device)).sample
-        from .precision import autocast
+            predicted = network(noisy, timesteps.to(noisy.device)).sample
+        else:
+            from .precision import autocast
 
-        with autocast(self.precision, noisy.device):
-            return self.unet(noisy, timesteps.to(noisy.device)).sample.float()
+            with autocast(self.precision, noisy.device):
+                predicted = network(noisy, timesteps.to(noisy.device)).sample.float()
+        return predicted.contiguous() if self.channels_last else predicted
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the prior as a diffusers pipeline folder with napari-klip metadata.

@@ -6,7 +6,7 @@ guidance energy per step and pixel (the trace); ``scores`` turns a trace into bl
 heatmaps and image scores for any time window and block size, without sampling again.
 """
 
-from .sampler import GUIDANCE_MODES, KlipConfig, KlipProgress, KlipTrace, iter_klip_sampling, measurement_to_model_range, run_klip
+from .sampler import GUIDANCE_MODES, KlipConfig, KlipProgress, KlipTrace, iter_klip_batch, iter_klip_sampling, measurement_to_model_range, run_klip
 from .scores import DEFAULT_THRESHOLD, THRESHOLD_RULES, block_score_map, default_block_size, default_window, heatmap_from_blocks, image_score, threshold_blocks
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "default_window",
     "heatmap_from_blocks",
     "image_score",
+    "iter_klip_batch",
     "iter_klip_sampling",
     "measurement_to_model_range",
     "run_klip",

@@ -1,9 +1,15 @@
 """KLIP's guidance steps, one function each: the direction ``x`` moves towards the measurement.
 
-Every function gets the current state ``x`` (``(S, C, H, W)``) and the reverse step, predicts the
-noise ``ε`` and Tweedie's estimate ``x̂0`` with the residual ``r = y − A(x̂0)``, and returns
-``(Δ, ε, x̂0)``: the guidance update ``Δ`` that is added to ``x`` (its energy ``|Δ|² / β`` is
-KLIP's trace), and the ``ε`` and ``x̂0`` the ancestral step and the reconstruction use.
+Every function gets the current state ``x`` and the reverse step, predicts the noise ``ε`` and
+Tweedie's estimate ``x̂0`` with the residual ``r = y − A(x̂0)``, and returns ``(Δ, ε, x̂0)``: the
+guidance update ``Δ`` that is added to ``x`` (its energy ``|Δ|² / β`` is KLIP's trace), and the
+``ε`` and ``x̂0`` the ancestral step and the reconstruction use.
+
+The state holds ``N`` images × ``S = config.num_samples`` posterior samples as ``(N·S, C, H, W)``
+rows, image-major, and the measurement one row per state row (image ``n``'s measurement repeated
+``S`` times): one network call serves every image. Everything but the step size acts row by row;
+the step size ``ζ0 / ‖r‖`` averages ``‖r‖`` over each image's own ``S`` samples, so an image's
+update does not depend on the other images in the batch.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ def _residual(prior: "DiffusionPrior", operator: "Operator", measurement: "torch
 
 
 def _size_rule(config: "KlipConfig", residual: "torch.Tensor") -> "torch.Tensor":
-    """``ζ = ζ0 / ‖r‖`` (``‖r‖`` averaged over the samples)."""
-    return config.zeta / residual.flatten(1).norm(dim=1).mean().clamp_min(1e-12)
+    """``ζ = ζ0 / ‖r‖`` per row, ``‖r‖`` averaged over the ``S`` samples of the row's image."""
+    samples = config.num_samples
+    norms = residual.flatten(1).norm(dim=1).reshape(-1, samples).mean(dim=1).clamp_min(1e-12)
+    return (config.zeta / norms).repeat_interleave(samples).reshape(-1, *([1] * (residual.ndim - 1)))
 
 
 def jacobian_free(prior: "DiffusionPrior", operator: "Operator", measurement: "torch.Tensor", state: "torch.Tensor",

@@ -21,7 +21,7 @@ from collections.abc import Generator
 import numpy as np
 import torch
 
-from ..diffusion import clip_range, ddpm_reverse_step, diffuse, respaced_timesteps, reverse_steps
+from ..diffusion import clip_range, ddpm_reverse_step, diffuse, per_image_noise, respaced_timesteps, reverse_steps
 from ..prior import DiffusionPrior
 from ..progress import Progress
 
@@ -29,11 +29,6 @@ from ..progress import Progress
 ReverseStepProgress = Progress
 
 __all__ = ["ReverseStepProgress", "ddpm_reverse_step", "iter_reconstructions", "respaced_timesteps"]
-
-
-def _per_image_noise(generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """``(N, *shape)`` standard normal noise, image ``n`` drawn from its own generator (on the CPU)."""
-    return torch.stack([torch.randn(shape, generator=generator) for generator in generators]).to(device)
 
 
 def iter_reconstructions(
@@ -91,18 +86,18 @@ def iter_reconstructions(
     generators = [torch.Generator().manual_seed(int(seed)) for _ in range(count)]
 
     def diffused(alpha_bar: torch.Tensor) -> torch.Tensor:
-        return diffuse(original, alpha_bar, _per_image_noise(generators, sample_shape, device))
+        return diffuse(original, alpha_bar, per_image_noise(generators, sample_shape, device))
 
     start = time.perf_counter()
     state = diffused(steps[0].alpha_bar)
     if start_step is None:
-        state = torch.where(hidden, _per_image_noise(generators, sample_shape, device), state)
+        state = torch.where(hidden, per_image_noise(generators, sample_shape, device), state)
     flat = (count * repeats, *sample_shape[1:])
     with torch.no_grad():
         for step in steps:
             last = step.previous < 0
             predicted = prior.predict_noise(state.reshape(flat), step.timestep).reshape(state.shape)
-            noise = None if last else _per_image_noise(generators, sample_shape, device)
+            noise = None if last else per_image_noise(generators, sample_shape, device)
             state = ddpm_reverse_step(state, predicted, step.alpha_bar, step.alpha_bar_prev, noise, clip)
             state = torch.where(hidden, state, original if last else diffused(step.alpha_bar_prev))
             yield Progress(step.index + 1, len(steps), time.perf_counter() - start)
