@@ -67,6 +67,22 @@ def to_prior_grid(image: np.ndarray, prior: "DiffusionPrior") -> np.ndarray:
     return prior.to_model_range(resize_to_grid(data, prior.image_size).astype(np.float32))
 
 
+def resize_record(input_hw: tuple[int, ...], prior_size: tuple[int, int]) -> dict[str, list[int]] | None:
+    """``{"from": [H, W], "to": [h, w]}`` when a whole-image prior resizes an ``input_hw`` input, else ``None``.
+
+    It goes into ``result.parameters["resized"]``; :func:`resize_note` words it for the user.
+    """
+    source, target = [int(s) for s in input_hw[:2]], [int(s) for s in prior_size]
+    return None if source == target else {"from": source, "to": target}
+
+
+def resize_note(record: dict[str, list[int]]) -> str:
+    """The one line that tells the user an input was resized to the prior's grid."""
+    (height, width), (h, w) = record["from"], record["to"]
+    return (f"input {height}×{width} resized to the prior's {h}×{w} for scoring, outputs resized back to {height}×{width}; "
+            "block sizes count input pixels")
+
+
 def to_input_grid(array: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:
     """Resize ``array`` to ``shape`` (spline ``order``: 1 linear, 0 nearest) unless it already has it."""
     from skimage.transform import resize

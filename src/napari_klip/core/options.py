@@ -49,6 +49,13 @@ METHODS = ("klip", "lmd")
 SIZE_MODES = ("resize", "random-crop", "center-crop")
 #: Images per batched LMD reverse process in the API and the command line.
 DEFAULT_LMD_BATCH_SIZE = 8
+#: How inputs reach the prior's intensity units (:mod:`napari_klip.core.intensity`): ``auto`` maps
+#: inputs that are clearly in other units, ``none`` trusts them; ``(LOW, HIGH)`` is the third form.
+INTENSITY_MODES = ("auto", "none")
+#: Percentiles a prior records of its training intensities (in training units).
+TRAINING_PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
+#: The robust percentiles ``auto`` maps: the input's onto the prior's training ones.
+MAPPING_PERCENTILES = (1.0, 99.0)
 
 
 def check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -1,11 +1,11 @@
-"""What the KLIP and LMD detector widgets share: the prior, the device, the score line."""
+"""What the KLIP and LMD detector widgets share: the prior, intensities, the device, the score line, notes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ._controls import PriorControls, device_box, info_label
+from ._controls import IntensityControls, PriorControls, device_box, info_label
 from ._layer_task import LayerInput, LayerTaskWidget
 
 
@@ -26,12 +26,14 @@ class DetectorWidget(LayerTaskWidget):
     def __init__(self, napari_viewer: Any, title: str):
         super().__init__(napari_viewer, title)
         self.prior = PriorControls()
+        self.intensity = IntensityControls()
         self.device = device_box()
         self.score = info_label()
 
     def add_footer(self, *widgets: Any) -> None:
-        """Prior, seed, ``widgets``, device, slices, Run, status and the score line."""
+        """Prior, intensity, seed, ``widgets``, device, slices, Run, status and the score line."""
         self.append(self.prior)
+        self.append(self.intensity)
         super().add_footer(*widgets, self.device)
         self.append(self.score)
 
@@ -47,6 +49,35 @@ class DetectorWidget(LayerTaskWidget):
         if not source.rgb and prior.channels > 1:
             raise ValueError(f"'{source.name}' is grey but the prior expects {prior.channels}-channel (RGB) images")
         return prior
+
+    def resolve_intensity(self, prior: Any, slices: list[Any], choice: Any) -> Any:
+        """One intensity mapping over all ``slices`` for ``choice`` (read by :meth:`IntensityControls.choice` on the
+        main thread); in the worker thread, so its warning is kept for :meth:`notify_notes`."""
+        import warnings
+
+        import numpy as np
+
+        from ...core.intensity import resolve_intensity
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # shown as a notification by notify_notes
+            return resolve_intensity(np.stack(slices), prior.metadata, choice)
+
+    def notify_notes(self, results: list[Any]) -> list[str]:
+        """Notifications of what happened on the way to the prior (intensity mapping, resizing, the range warning).
+
+        Returns the messages (also for tests).
+        """
+        from napari.utils.notifications import show_info, show_warning
+
+        parameters = results[0].parameters
+        notes = [f"{self.title}: {note}" for note in parameters.get("notes", [])]
+        warning = parameters.get("intensity", {}).get("warning")
+        for note in notes:
+            show_info(note)
+        if warning:
+            show_warning(f"{self.title}: {warning}")
+        return notes + ([f"{self.title}: {warning}"] if warning else [])
 
     def show_scores(self) -> None:
         """Write the stored results' scores into the score line."""

@@ -75,15 +75,19 @@ class LmdWidget(DetectorWidget):
             seed=self.seed.value,
         )
         batches = -(-len(source.selection) // BATCH_SIZE)
+        intensity = self.intensity.choice()
         return Job(
-            work=partial(self._score, prior_choice, source, config, self._weights_path()),
+            work=partial(self._score, prior_choice, source, config, self._weights_path(), intensity),
             finish=partial(self._show, source),
             total=config.num_steps * batches,
             description=f"scoring '{source.name}'",
         )
 
-    def _score(self, prior_choice: tuple[Any, str], source: LayerInput, config: Any, weights: Path | None, report: Any, should_cancel: Any) -> list[Any]:
-        """In the worker thread: all selected slices, in batches (each slice with the same seed)."""
+    def _score(
+        self, prior_choice: tuple[Any, str], source: LayerInput, config: Any, weights: Path | None, intensity: Any,
+        report: Any, should_cancel: Any,
+    ) -> list[Any]:
+        """In the worker thread: all selected slices, in batches (each slice with the same seed), one intensity mapping."""
         prior = self.load_prior(prior_choice, source)
         return score_stack(
             np.stack(source.slices),
@@ -91,6 +95,7 @@ class LmdWidget(DetectorWidget):
             config=config,
             lpips_weights=weights,
             batch_size=BATCH_SIZE,
+            intensity=self.resolve_intensity(prior, source.slices, intensity),
             progress=lambda update: report(update.step, update.total, ""),
             should_cancel=should_cancel,
         )
@@ -98,5 +103,6 @@ class LmdWidget(DetectorWidget):
     def _show(self, source: LayerInput, results: list[Any]) -> None:
         self.store_and_show(source, results, lmd_layer_data)
         self.show_scores()
+        self.notify_notes(results)
         distance = results[0].parameters.get("distance", "")
         self.status.value = f"Scored {len(results)} slice(s) of '{source.name}' ({distance} distance)."
