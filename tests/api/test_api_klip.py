@@ -100,3 +100,20 @@ def test_default_prior_is_bundled_and_loads():
     assert loaded.path == folder
     assert loaded.image_size == (32, 32) and loaded.channels == 1
     assert loaded.metadata.intensity_range == (0.0, 255.0)
+
+
+def test_the_brain_sample_with_the_default_prior_says_it_mapped_and_resized():
+    """The 256² int16 MRI (0 to about 3000) on the bundled 32² 0–255 CT prior: mapped, resized, said, and back in MRI units."""
+    from napari_klip.core.samples import BRAIN_FILE, load_sample
+
+    image = load_sample(BRAIN_FILE)["image"][2]
+    result = score_image(image, operator="ct", config=KlipConfig(num_samples=1, num_steps=3, seed=0), device="cpu")
+    intensity = result.parameters["intensity"]
+    assert intensity["mode"] == "auto" and intensity["mapped"]
+    assert intensity["source"] == pytest.approx(list(np.percentile(image.astype(np.float64), [1, 99])))
+    assert result.parameters["resized"] == {"from": [256, 256], "to": [32, 32]}
+    notes = result.parameters["notes"]
+    assert any(note.startswith("intensities mapped (auto)") for note in notes) and any("resized" in note for note in notes)
+    assert result.heatmap.shape == result.reconstruction.shape == (256, 256)
+    assert result.block_size == 16 and result.score_map.shape == (16, 16)  # the prior's 2-px default, in image pixels
+    assert result.reconstruction.max() > 255 and np.isfinite(result.score)
