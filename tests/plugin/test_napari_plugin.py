@@ -145,8 +145,9 @@ def test_a_bad_intensity_range_is_a_notification_and_nothing_runs(viewer, qtbot)
     viewer.open_sample(PLUGIN, "ct_lesions")
     widget = dock(viewer, "LMD detector")
     widget.input.value = viewer.layers["CT slices with lesions"]
+    assert widget.intensity.low.native.isHidden() and widget.intensity.high.native.isHidden()
     widget.intensity.mode.value = "range"
-    assert widget.intensity.low.visible and widget.intensity.high.visible
+    assert not widget.intensity.low.native.isHidden() and not widget.intensity.high.native.isHidden()
     widget.intensity.low.value, widget.intensity.high.value = 10.0, 10.0
     since, layers = len(notification_manager.records), names(viewer)
     widget.run()
