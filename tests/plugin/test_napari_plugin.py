@@ -208,7 +208,8 @@ def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
     klip.prior.folder.value = tmp_path / "prior"
     run_and_wait(qtbot, klip)
     assert viewer.layers["CT slices with lesions KLIP heatmap"].data.shape == (8, 28, 28)
-    assert klip.block_size.choices == (1, 2, 4, 8, 16)  # the 16² prior's grid
+    # image pixels of the 28² slices; default: the 16² prior's 1-px block scaled to 28² (1.75), nearest divisor
+    assert klip.block_size.choices == (1, 2, 4, 7, 14, 28) and klip.block_size.value == 2
 
 
 def start_long_klip_run(viewer):

@@ -55,7 +55,8 @@ def check_intensity_scale(image: np.ndarray, prior: "DiffusionPrior", what: str 
         raise ImageDataError(
             f"{what}: values up to {extreme:.3g} are far outside the prior's intensity range [{low:g}, {high:g}] "
             f"(over {MAX_MODEL_MAGNITUDE:g} times its half-width from its centre); give the {what} in the prior's units "
-            "(napari-klip info MODEL shows them)"
+            "(napari-klip info MODEL shows them) or let them be mapped (intensity 'auto', or --intensity-range LOW HIGH; "
+            "docs/intensities.md)"
         )
 
 
