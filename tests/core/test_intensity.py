@@ -148,3 +148,15 @@ def test_old_priors_load_without_statistics_and_new_ones_keep_them(tmp_path):
     data["intensity_stats"] = stats
     (folder / METADATA_FILE).write_text(json.dumps(data))
     assert load_prior(folder, "cpu").metadata.intensity_stats == stats
+
+
+def test_large_stacks_are_summarised_from_an_even_stride():
+    from napari_klip.core.intensity import MAX_SAMPLED_PIXELS
+
+    rng = np.random.default_rng(2)
+    big = rng.integers(1000, 5000, size=(3, 2048, 2048), dtype=np.uint16)
+    assert big.size > MAX_SAMPLED_PIXELS
+    mapping = _quiet(big)
+    np.testing.assert_allclose(mapping.source, np.percentile(big, [1, 99]), rtol=2e-3)
+    stats = training_statistics(big)
+    assert stats["mean"] == pytest.approx(big.mean()) and stats["max"] == float(big.max())

@@ -185,7 +185,6 @@ def _finish(
         "wall_time_s": round(trace.wall_time_s, 3),
         "intensity": mapping.describe(),
         "resized": resized,
-        "block_size_pixels": "input",
         "notes": mapping.notes() + ([resize_note(resized)] if resized else []),
         **extra,
     }

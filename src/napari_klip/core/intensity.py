@@ -36,6 +36,16 @@ MOSTLY_OUTSIDE = 0.5
 OVERSHOOT = 0.1
 #: Robust spans below this fraction of the prior's range width are "other units" in ``auto``.
 TOO_NARROW = 0.01
+#: At most this many pixels (evenly strided over the flattened data) enter percentiles and fractions,
+#: so a stack of large images is summarised without a float64 copy of all of it.
+MAX_SAMPLED_PIXELS = 10_000_000
+
+
+def _pixel_values(images: Any) -> np.ndarray:
+    """The data's values as float64, every pixel up to :data:`MAX_SAMPLED_PIXELS`, else an even stride of them."""
+    flat = np.asarray(images).reshape(-1)
+    step = max(1, -(-flat.size // MAX_SAMPLED_PIXELS))
+    return flat[::step].astype(np.float64)
 
 
 def training_statistics(images: np.ndarray) -> dict[str, Any]:
@@ -49,18 +59,18 @@ def training_statistics(images: np.ndarray) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``dtype``, ``min``, ``max``, ``mean``, ``std`` and ``percentiles`` (``{"0.5": value, ...}``
-        at :data:`~napari_klip.core.options.TRAINING_PERCENTILES`), all plain floats.
+        ``dtype``, ``min``, ``max``, ``mean``, ``std`` (of all pixels) and ``percentiles``
+        (``{"0.5": value, ...}`` at :data:`~napari_klip.core.options.TRAINING_PERCENTILES`, of at
+        most :data:`MAX_SAMPLED_PIXELS` evenly strided pixels), all plain floats.
     """
     array = np.asarray(images)
-    values = array.astype(np.float64).ravel()
-    percentiles = np.percentile(values, TRAINING_PERCENTILES)
+    percentiles = np.percentile(_pixel_values(array), TRAINING_PERCENTILES)
     return {
         "dtype": str(array.dtype),
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": float(values.mean()),
-        "std": float(values.std()),
+        "min": float(np.min(array)),
+        "max": float(np.max(array)),
+        "mean": float(np.mean(array, dtype=np.float64)),
+        "std": float(np.std(array, dtype=np.float64)),
         "percentiles": {f"{p:g}": float(v) for p, v in zip(TRAINING_PERCENTILES, percentiles)},
     }
 
@@ -172,12 +182,14 @@ def prior_targets(metadata: Any) -> tuple[tuple[float, float], str]:
     when its metadata records them (and they differ), else the ends of its ``intensity_range``.
     """
     stats = getattr(metadata, "intensity_stats", None) or {}
-    recorded = stats.get("percentiles", {})
+    recorded = stats.get("percentiles", {}) if isinstance(stats, dict) else {}
     keys = [f"{p:g}" for p in MAPPING_PERCENTILES]
-    if all(key in recorded for key in keys):
+    try:
         low, high = (float(recorded[key]) for key in keys)
-        if np.isfinite(low) and np.isfinite(high) and high > low:
-            return (low, high), "the prior's training percentiles"
+    except (KeyError, TypeError, ValueError):  # not recorded (older priors) or not numbers
+        low = high = float("nan")
+    if np.isfinite(low) and np.isfinite(high) and high > low:
+        return (low, high), "the prior's training percentiles"
     return tuple(float(v) for v in metadata.intensity_range), "the prior's intensity_range (no training statistics recorded)"
 
 
@@ -209,7 +221,8 @@ def resolve_intensity(images: Any, metadata: Any, intensity: "str | tuple[float,
     Parameters
     ----------
     images : array-like
-        The input(s); all pixels together decide the mapping.
+        The input(s); all pixels together decide the mapping (at most :data:`MAX_SAMPLED_PIXELS`
+        of them, evenly strided, for percentiles and fractions).
     metadata : PriorMetadata
         The prior's metadata (``intensity_range``, optional ``intensity_stats``).
     intensity : {"auto", "none"}, tuple of float or IntensityMapping
@@ -240,9 +253,10 @@ def resolve_intensity(images: Any, metadata: Any, intensity: "str | tuple[float,
 
 def _resolve(images: Any, metadata: Any, rule: str | tuple[float, float]) -> IntensityMapping:
     """:func:`resolve_intensity` for a checked rule, without the warning."""
-    values = np.asarray(images).astype(np.float64).ravel()
-    if not np.all(np.isfinite(values)):
-        raise ImageDataError(f"image: {int(np.count_nonzero(~np.isfinite(values)))} value(s) are NaN or infinite")
+    array = np.asarray(images)
+    if not np.issubdtype(array.dtype, np.integer) and not np.all(np.isfinite(array)):
+        raise ImageDataError(f"image: {int(np.count_nonzero(~np.isfinite(array)))} value(s) are NaN or infinite")
+    values = _pixel_values(array)
     prior_range = tuple(float(v) for v in metadata.intensity_range)
     if rule == "none":
         return IntensityMapping("none", None, None, prior_range, outside_fraction=_outside(values, prior_range))
