@@ -26,8 +26,11 @@ def test_score_image_shapes_and_consistency(prior, image):
     result = score_image(image, prior=prior, operator="ct", operator_params={"n_views": 6}, config=FAST, block_size=4, window=(2, 6))
     assert np.array_equal(image, before)
     assert result.heatmap.shape == image.shape == result.labels.shape == result.reconstruction.shape
-    assert result.score_map.shape == (4, 4)
-    np.testing.assert_allclose(result.score_map, block_score_map(result.trace.energy, 4, (2, 6)))
+    # blocks count input pixels: 4-px blocks of the 20² input (the 16² prior's energy resized to 20²)
+    assert result.block_size == 4 and result.score_map.shape == (5, 5)
+    np.testing.assert_allclose(result.score_map, block_score_map(result.trace.energy, 4, (2, 6), shape=(20, 20)))
+    assert result.parameters["resized"] == {"from": [20, 20], "to": [16, 16]}
+    assert any("resized" in note for note in result.parameters["notes"])
     assert result.score == pytest.approx(result.score_map.max())
     assert result.labels.dtype == np.uint8 and set(np.unique(result.labels)) <= {0, 1}
     assert result.parameters["operator"]["name"] == "ct" and result.parameters["network_calls"] == 8
@@ -51,11 +54,11 @@ def test_observed_is_what_the_measurement_shows(prior, image):
 
 def test_rescore_equals_scoring_again(prior, image):
     result = score_image(image, prior=prior, operator="blur", operator_params={"kernel_size": 3, "sigma": 1.0}, config=FAST)
-    again = score_image(image, prior=prior, operator="blur", operator_params={"kernel_size": 3, "sigma": 1.0}, config=FAST, block_size=8, window=(0, 8), threshold="percentile:50")
-    rescored = result.rescore(block_size=8, window=(0, 8), threshold="percentile:50")
+    again = score_image(image, prior=prior, operator="blur", operator_params={"kernel_size": 3, "sigma": 1.0}, config=FAST, block_size=10, window=(0, 8), threshold="percentile:50")
+    rescored = result.rescore(block_size=10, window=(0, 8), threshold="percentile:50")
     np.testing.assert_allclose(rescored.score_map, again.score_map, rtol=1e-6)
     np.testing.assert_array_equal(rescored.labels, again.labels)
-    assert result.block_size == 1 and result.window == (5, 7)  # defaults for 16² and 8 steps; unchanged by rescore
+    assert result.block_size == 1 and result.window == (5, 7)  # defaults for 20² on a 16² prior, 8 steps; unchanged by rescore
 
 
 def test_score_measurement_ingests_a_sinogram(prior, image):
@@ -97,3 +100,20 @@ def test_default_prior_is_bundled_and_loads():
     assert loaded.path == folder
     assert loaded.image_size == (32, 32) and loaded.channels == 1
     assert loaded.metadata.intensity_range == (0.0, 255.0)
+
+
+def test_the_brain_sample_with_the_default_prior_says_it_mapped_and_resized():
+    """The 256² int16 MRI (0 to about 3000) on the bundled 32² 0–255 CT prior: mapped, resized, said, and back in MRI units."""
+    from napari_klip.core.samples import BRAIN_FILE, load_sample
+
+    image = load_sample(BRAIN_FILE)["image"][2]
+    result = score_image(image, operator="ct", config=KlipConfig(num_samples=1, num_steps=3, seed=0), device="cpu")
+    intensity = result.parameters["intensity"]
+    assert intensity["mode"] == "auto" and intensity["mapped"]
+    assert intensity["source"] == pytest.approx(list(np.percentile(image.astype(np.float64), [1, 99])))
+    assert result.parameters["resized"] == {"from": [256, 256], "to": [32, 32]}
+    notes = result.parameters["notes"]
+    assert any(note.startswith("intensities mapped (auto)") for note in notes) and any("resized" in note for note in notes)
+    assert result.heatmap.shape == result.reconstruction.shape == (256, 256)
+    assert result.block_size == 16 and result.score_map.shape == (16, 16)  # the prior's 2-px default, in image pixels
+    assert result.reconstruction.max() > 255 and np.isfinite(result.score)

@@ -87,7 +87,7 @@ def test_add_to_viewer_updates_its_own_layers_and_leaves_others_alone(klip_resul
     assert heatmap_layer.colormap.name == "inferno (low transparent)" and heatmap_layer.colormap.colors[0, 3] == 0
     heatmap_layer.opacity = 0.9  # a user's change survives updates
 
-    coarser = klip_result.rescore(block_size=8, window=(0, 4))
+    coarser = klip_result.rescore(block_size=4, window=(0, 4))  # 4 input pixels: divides 20 and 24
     second = add_to_viewer(viewer, coarser, "ct", scale=(2.0, 2.0))
     assert len(viewer.layers) == 4 and second[1] is heatmap_layer
     np.testing.assert_array_equal(heatmap_layer.data, coarser.heatmap)

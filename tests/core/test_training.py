@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from napari_klip.core.data import ImageDataError
+from napari_klip.core.intensity import training_statistics
 from napari_klip.core.prior import load_prior
 from napari_klip.core.training import (
     CHECKPOINT_FILE,
@@ -40,6 +41,8 @@ def test_training_writes_a_loadable_prior_and_log(tmp_path, disc_images):
     prior = load_prior(tmp_path / "p", device="cpu")
     assert prior.image_size == (16, 16) and prior.metadata.intensity_range == (0.0, 255.0)
     assert prior.metadata.training["steps"] == 6
+    assert prior.metadata.intensity_stats == training_statistics(disc_images)  # in the data's own units
+    assert prior.metadata.intensity_stats["dtype"] == "uint8"
     log = json.loads((tmp_path / "p" / LOG_FILE).read_text())
     assert log["finished"] is True and [h["step"] for h in log["history"]] == [2, 4, 6]
     assert result.final_loss == log["history"][-1]["loss"]

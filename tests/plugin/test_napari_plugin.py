@@ -77,14 +77,55 @@ def test_klip_current_slice_then_all_slices_then_rescore(viewer, qtbot):
     np.testing.assert_array_equal(image.data, original)
 
     before, steps = heatmap.data.copy(), widget.steps_done
-    widget.block_size.value = 16
+    widget.block_size.value = 14
     assert not widget.is_running and widget.steps_done == steps  # no sampling
     assert not np.array_equal(heatmap.data, before)
-    assert all(result.score_map.shape == (2, 2) for result in widget.results.computed())  # blocks of 16 on the 32² grid
+    assert all(result.score_map.shape == (2, 2) for result in widget.results.computed())  # blocks of 14 image pixels of 28²
     widget.window_start.value, widget.window_stop.value = 0, 4
     assert "window 0–4" in widget.status.value
     viewer.add_image(np.zeros((4, 4)), name="another layer")  # napari resets the widget's choices
-    assert widget.block_size.value == 16 and widget.block_size.choices == (1, 2, 4, 8, 16, 32)
+    assert widget.block_size.value == 14 and widget.block_size.choices == (1, 2, 4, 7, 14, 28)  # image pixels
+
+
+def test_sample_data_microscopy_opens_at_full_resolution(viewer):
+    viewer.open_sample(PLUGIN, "cell_artifacts")
+    image, masks = viewer.layers["cell with artefacts"], viewer.layers["artefact masks"]
+    assert image.data.shape == masks.data.shape == (660, 550) and image.data.dtype == np.uint8
+    assert isinstance(masks, napari.layers.Labels) and set(np.unique(masks.data)) == {0, 1, 2, 3}
+    assert tuple(image.scale) == pytest.approx((0.107, 0.107))
+
+
+def test_klip_on_the_brain_sample_says_it_mapped_and_resized(viewer, qtbot):
+    from napari.utils.notifications import notification_manager as manager
+
+    viewer.open_sample(PLUGIN, "brain_mri")
+    brain = viewer.layers["brain MRI"]
+    assert brain.data.dtype == np.int16 and brain.data.max() > 2000  # the scanner's own range
+    widget = fast_klip(dock(viewer, "KLIP detector"), brain, "current slice")
+    widget.steps.value = 2
+    since = len(manager.records)
+    run_and_wait(qtbot, widget)
+    messages = [str(n.message) for n in manager.records[since:]]
+    assert any("intensities mapped (auto)" in m for m in messages), messages
+    assert any("input 256×256 resized to the prior's 32×32" in m for m in messages), messages
+    assert widget.block_size.value == 16 and 256 in widget.block_size.choices and 32 in widget.block_size.choices
+    result = widget.results.computed()[0]
+    assert result.score_map.shape == (16, 16) and result.parameters["intensity"]["mapped"]
+    assert result.reconstruction.max() > 255  # back in the MRI's units
+
+
+def test_a_bad_intensity_range_is_a_notification_and_nothing_runs(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    widget = dock(viewer, "LMD detector")
+    widget.input.value = viewer.layers["CT slices with lesions"]
+    assert widget.intensity.low.native.isHidden() and widget.intensity.high.native.isHidden()
+    widget.intensity.mode.value = "range"
+    assert not widget.intensity.low.native.isHidden() and not widget.intensity.high.native.isHidden()
+    widget.intensity.low.value, widget.intensity.high.value = 10.0, 10.0
+    since, layers = len(notification_manager.records), names(viewer)
+    widget.run()
+    assert not widget.is_running and names(viewer) == layers
+    assert any("LOW < HIGH" in m for m in new_errors(since))
 
 
 def test_simulated_ct_measurement_is_scored_with_its_own_operator(viewer, qtbot):
@@ -140,7 +181,8 @@ def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
     klip.prior.folder.value = tmp_path / "prior"
     run_and_wait(qtbot, klip)
     assert viewer.layers["CT slices with lesions KLIP heatmap"].data.shape == (8, 28, 28)
-    assert klip.block_size.choices == (1, 2, 4, 8, 16)  # the 16² prior's grid
+    # image pixels of the 28² slices; default: the 16² prior's 1-px block scaled to 28² (1.75), nearest divisor
+    assert klip.block_size.choices == (1, 2, 4, 7, 14, 28) and klip.block_size.value == 2
 
 
 def start_long_klip_run(viewer):

@@ -64,8 +64,8 @@ def test_klip_runs_with_other_settings_keep_each_slices_own_settings(viewer, qtb
     assert heatmap.data[5].any() and "Slice 2 keeps the settings it was scored with" in widget.status.value
     assert f"2: {first.score:.3g}" in widget.score.value
 
-    widget.block_size.value = 16  # a rescore touches the last run's slice only
-    assert widget.results.results[2] is first and widget.results.results[5].block_size == 16
+    widget.block_size.value = 14  # block sizes count input pixels (28² slices); a rescore touches the last run's slice only
+    assert widget.results.results[2] is first and widget.results.results[5].block_size == 14
     np.testing.assert_array_equal(heatmap.data[2], first_map)
     assert "Rescored slice 5" in widget.status.value
 

@@ -62,19 +62,50 @@ def test_train_does_not_make_a_colour_prior_of_them(tmp_path, plain_tifffile_sta
 
 @pytest.mark.parametrize("value", [1e30, float(np.finfo(np.float32).max)])
 @pytest.mark.parametrize("detector", ["klip", "lmd"])
+@pytest.mark.filterwarnings("ignore:100% of the pixels lie outside:UserWarning")
 def test_absurd_intensities_are_an_error_not_a_score(prior, value, detector):
+    """Taken as they are (intensity="none"), values far outside the prior's range are refused."""
     image = np.full((16, 16), value, np.float32)
     with pytest.raises(ImageDataError, match=r"image: values up to .* far outside the prior's intensity range \[0, 255\]"):
         if detector == "klip":
-            klip.score_image(image, prior, config=KLIP_FAST)
+            klip.score_image(image, prior, config=KLIP_FAST, intensity="none")
         else:
-            lmd.score_image(image, prior, config=LMD_FAST)
+            lmd.score_image(image, prior, config=LMD_FAST, intensity="none")
+
+
+@pytest.mark.parametrize("detector", ["klip", "lmd"])
+def test_absurd_constant_images_cannot_be_mapped_automatically(prior, detector):
+    """With the default intensity="auto" a constant image far outside has no spread to map: still an error."""
+    image = np.full((16, 16), 1e30, np.float32)
+    with pytest.raises(ImageDataError, match="no spread to map automatically"):
+        (klip.score_image if detector == "klip" else lmd.score_image)(image, prior, config=KLIP_FAST if detector == "klip" else LMD_FAST)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("intensity", ["auto", "none"])
+def test_non_finite_images_are_an_error_whatever_the_mapping(prior, bad, intensity):
+    image = np.linspace(0, 255, 256, dtype=np.float32).reshape(16, 16)
+    image[4, 4] = bad
+    with pytest.raises(ImageDataError, match="NaN or infinite"):
+        klip.score_image(image, prior, config=KLIP_FAST, intensity=intensity)
+
+
+def test_far_off_units_with_a_spread_are_mapped_and_scored(prior):
+    """Values up to 1e30 with a spread are another unit, not garbage: auto maps them (and says so)."""
+    image = np.linspace(0, 1e30, 256, dtype=np.float32).reshape(16, 16)
+    result = klip.score_image(image, prior, config=KLIP_FAST)
+    assert np.isfinite(result.score) and result.parameters["intensity"]["mapped"]
+    assert np.all(np.isfinite(result.reconstruction)) and result.reconstruction.max() > 1e28  # back in the input's units
 
 
 def test_moderately_off_units_still_score(prior):
-    """CT numbers (-1000…3000) on a 0–255 prior are odd but not absurd: they are scored (high)."""
+    """CT numbers (-1000…3000) on a 0–255 prior: mapped by default, scored as they are with intensity="none"."""
     image = np.linspace(-1000, 3000, 256, dtype=np.float32).reshape(16, 16)
-    assert np.isfinite(klip.score_image(image, prior, config=KLIP_FAST).score)
+    mapped = klip.score_image(image, prior, config=KLIP_FAST)
+    assert np.isfinite(mapped.score) and mapped.parameters["intensity"]["mapped"]
+    with pytest.warns(UserWarning, match="outside the prior's intensity range"):
+        raw = klip.score_image(image, prior, config=KLIP_FAST, intensity="none")
+    assert np.isfinite(raw.score) and not raw.parameters["intensity"]["mapped"]
 
 
 def test_evaluate_without_positive_pixels_writes_null_and_a_note(tmp_path, saved_prior, disc_images):

@@ -11,9 +11,13 @@ Example
 :func:`score_image` and :func:`score_stack` have the shape of their LMD counterparts in
 :mod:`napari_klip.api.lmd`: the image(s) and the prior, then keyword-only options.
 
-Inputs are never modified. Images whose size differs from the prior's are resized to it (linear
-interpolation) for scoring, and every image-space output is resized back to the input's shape
-(heatmap linearly, labels by nearest neighbour).
+Inputs are never modified. Intensities are mapped to the prior's units by the ``intensity`` rule
+(:mod:`napari_klip.core.intensity`; ``"auto"`` by default) and the reconstruction comes back in the
+input's units. Images whose size differs from the prior's are resized to it (linear interpolation)
+for scoring, and every image-space output is resized back to the input's shape (heatmap linearly,
+labels by nearest neighbour); ``result.parameters["resized"]`` says so. Block sizes count input
+pixels: the energy is resized to the input's grid before blocks are summed
+(:func:`~napari_klip.core.klip.block_score_map`).
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ import numpy as np
 import torch
 
 from ..core.errors import ImageDataError
-from ..core.grid import check_image, check_stack, to_input_grid, to_prior_grid
+from ..core.grid import check_image, check_stack, resize_note, resize_record, to_input_grid, to_prior_grid
+from ..core.intensity import IntensityMapping, resolve_intensity
 from ..core.klip import (
     KlipConfig,
     KlipTrace,
     block_score_map,
-    default_block_size,
+    default_image_block_size,
     default_window,
     heatmap_from_blocks,
     image_score,
@@ -57,7 +62,7 @@ class KlipResult:
     score : float
         Whole-image score: the maximum block score.
     score_map : numpy.ndarray
-        Block scores on the prior's grid, ``(H_prior / b, W_prior / b)``.
+        Block scores on the input's grid, ``(H / b, W / b)``.
     heatmap : numpy.ndarray
         Block scores spread over the input's pixels, shaped like the input (float32).
     labels : numpy.ndarray
@@ -74,10 +79,13 @@ class KlipResult:
     trace : KlipTrace
         The per-step energy (enough to recompute any window and block size).
     block_size : int
+        Block side in input pixels.
     window : tuple of int
     threshold : str
     parameters : dict
-        Operator, sampler settings, prior, noise level, input shape, device — for result files.
+        Operator, sampler settings, prior, noise level, input shape, device — for result files;
+        ``intensity`` (the mapping used), ``resized`` (``{"from": [H, W], "to": [h, w]}`` when the
+        prior's size differs) and ``notes`` (what the user should be told).
     """
 
     score: float
@@ -113,7 +121,7 @@ class KlipResult:
 
 
 def _maps(trace: KlipTrace, input_hw: tuple[int, int], block_size: int, window: tuple[int, int], threshold: str) -> dict[str, Any]:
-    score_map = block_score_map(trace.energy, block_size, window)
+    score_map = block_score_map(trace.energy, block_size, window, shape=input_hw)
     flagged, threshold_value = threshold_blocks(score_map, threshold)
     heatmap = to_input_grid(heatmap_from_blocks(score_map, block_size), input_hw, order=1)
     labels = to_input_grid(heatmap_from_blocks(flagged.astype(np.float32), block_size), input_hw, order=0)
@@ -129,10 +137,12 @@ def _maps(trace: KlipTrace, input_hw: tuple[int, int], block_size: int, window: 
     }
 
 
-def _check_scoring(prior: DiffusionPrior, config: KlipConfig, block_size: int, window: tuple[int, int], threshold: str) -> None:
+def _check_scoring(
+    prior: DiffusionPrior, config: KlipConfig, input_hw: tuple[int, int], block_size: int, window: tuple[int, int], threshold: str
+) -> None:
     """Fail before sampling on a block size, window or threshold rule that scoring would reject."""
     steps = config.stop_after_step or config.num_steps
-    block_score_map(np.zeros((steps, *prior.image_size), np.float32), block_size, window)
+    block_score_map(np.zeros((steps, *prior.image_size), np.float32), block_size, window, shape=input_hw)
     threshold_blocks(np.zeros(1), threshold)
 
 
@@ -149,15 +159,19 @@ def _score_batches(
     block_size: int | None = None,
     window: tuple[int, int] | None = None,
     threshold: str = DEFAULT_THRESHOLD,
+    mapping: IntensityMapping | None = None,
 ) -> list[KlipResult]:
     """Sample ``measurements`` (each ``(1, C, ...)``, model units) ``batch_images`` at a time; item ``i`` uses seed ``config.seed + i``.
 
     Progress counts image-steps: after step ``k`` of a batch of ``n`` images that starts at image
-    ``b``, ``b·K + k·n`` of ``N·K``.
+    ``b``, ``b·K + k·n`` of ``N·K``. ``mapping`` takes outputs back to the input's intensity units
+    (identity when not given). The default block size follows each input's shape.
     """
-    block_size = default_block_size(prior.image_size) if block_size is None else block_size
     window = default_window(config.num_steps) if window is None else window
-    _check_scoring(prior, config, block_size, window, threshold)
+    blocks = [default_image_block_size(prior.image_size, tuple(shape[:2])) if block_size is None else block_size for shape in input_shapes]
+    for shape, block in dict(zip((tuple(shape[:2]) for shape in input_shapes), blocks)).items():
+        _check_scoring(prior, config, shape, block, window, threshold)
+    mapping = mapping or IntensityMapping("none", None, None, prior.metadata.intensity_range)
     count, steps = len(measurements), config.stop_after_step or config.num_steps
     size = resolve_batch_images(batch_images, prior, config.num_samples, count, with_gradients=config.guidance == "dps")
     results: list[KlipResult] = []
@@ -171,8 +185,9 @@ def _score_batches(
         traces = drive(iter_klip_batch(prior, operator, batch, config, seeds), report, should_cancel)
         for offset, trace in enumerate(traces):
             item = {**extra, "images_in_batch": end - begin}
-            results.append(_result(prior, operator, measurements[begin + offset], input_shapes[begin + offset], trace,
-                                   block_size, window, threshold, item))
+            index = begin + offset
+            results.append(_result(prior, operator, measurements[index], input_shapes[index], trace,
+                                   blocks[index], window, threshold, item, mapping))
     return results
 
 
@@ -186,15 +201,18 @@ def _result(
     window: tuple[int, int],
     threshold: str,
     extra: dict[str, Any],
+    mapping: IntensityMapping,
 ) -> KlipResult:
     """One image's :class:`KlipResult` from its trace, on the input's grid and in its intensity units."""
     input_hw = tuple(input_shape[:2])
     reconstruction = prior.from_model_range(trace.reconstruction)
     spread = trace.reconstruction_std * (prior.metadata.intensity_range[1] - prior.metadata.intensity_range[0]) / 2.0
     reshape = (lambda a: a[0]) if prior.channels == 1 else (lambda a: np.moveaxis(a, 0, -1))
-    reconstruction = to_input_grid(reshape(reconstruction), tuple(input_shape), order=1)
-    spread = to_input_grid(reshape(spread).astype(np.float32), tuple(input_shape), order=1)
-    observed = to_input_grid(reshape(prior.from_model_range(_observed_model(operator, measurement_model))), tuple(input_shape), order=1)
+    reconstruction = mapping.invert(to_input_grid(reshape(reconstruction), tuple(input_shape), order=1))
+    spread = mapping.invert_spread(to_input_grid(reshape(spread).astype(np.float32), tuple(input_shape), order=1))
+    observed_prior = reshape(prior.from_model_range(_observed_model(operator, measurement_model)))
+    observed = mapping.invert(to_input_grid(observed_prior, tuple(input_shape), order=1))
+    resized = resize_record(input_hw, prior.image_size)
     parameters = {
         "operator": operator.describe(),
         "sampler": trace.config,
@@ -205,6 +223,9 @@ def _result(
         "precision": prior.precision,
         "network_calls": trace.network_calls,
         "wall_time_s": round(trace.wall_time_s, 3),
+        "intensity": mapping.describe(),
+        "resized": resized,
+        "notes": mapping.notes() + ([resize_note(resized)] if resized else []),
         **extra,
     }
     return KlipResult(
@@ -227,9 +248,11 @@ def _observed_model(operator: Operator, measurement_model: Any) -> np.ndarray:
     return image[0].float().cpu().numpy()
 
 
-def _simulated_measurement(prior: DiffusionPrior, operator: Operator, image: np.ndarray, noise_sigma: float, seed: int) -> Any:
-    """``(1, C, ...)`` model-unit measurement of one checked image, its noise seeded by ``seed``."""
-    model_image = torch.from_numpy(to_prior_grid(image, prior))[None]
+def _simulated_measurement(
+    prior: DiffusionPrior, operator: Operator, image: np.ndarray, noise_sigma: float, seed: int, mapping: IntensityMapping
+) -> Any:
+    """``(1, C, ...)`` model-unit measurement of one checked image (mapped to the prior's units), its noise seeded by ``seed``."""
+    model_image = torch.from_numpy(to_prior_grid(mapping.apply(image), prior))[None]
     intensity_image = prior.from_model_range(model_image)
     measurement = operator.simulate(intensity_image.double(), noise_sigma=noise_sigma, seed=seed).float()
     return measurement_to_model_range(prior, operator, measurement)
@@ -260,6 +283,7 @@ def score_image(
     window: tuple[int, int] | None = None,
     threshold: str = DEFAULT_THRESHOLD,
     device: str = "auto",
+    intensity: str | tuple[float, float] | IntensityMapping = "auto",
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:
@@ -268,8 +292,8 @@ def score_image(
     Parameters
     ----------
     image : array-like
-        One ``(H, W)`` grey image (or ``(H, W, C)`` for a colour prior) in the prior's
-        intensity units (``prior.metadata.intensity_range``).
+        One ``(H, W)`` grey image (or ``(H, W, C)`` for a colour prior), any size, in its own
+        intensity units (mapped to the prior's by ``intensity``).
     prior : DiffusionPrior, str or Path
         A loaded prior or a prior folder.
     operator : Operator or {"ct", "blur", "inpaint", "denoise", "downsample"}
@@ -277,17 +301,25 @@ def score_image(
     operator_params : dict, optional
         E.g. ``{"n_views": 24}`` for CT, ``{"kernel_size": 9, "sigma": 2}`` for blur.
     noise_sigma : float
-        Measurement noise, in the measurement's intensity units; seeded by ``config.seed``.
+        Measurement noise, in the measurement's intensity units (the prior's units, after the
+        intensity mapping); seeded by ``config.seed``.
     config : KlipConfig, optional
         Sampler settings (samples, steps, ζ0, σ_y, guidance, seed).
     block_size : int, optional
-        Block side on the prior's grid; default :func:`~napari_klip.core.klip.default_block_size`.
+        Block side in input pixels; it must divide both sides of the image. Default
+        :func:`~napari_klip.core.klip.default_image_block_size` (about 16 × 16 blocks).
     window : tuple of int, optional
         Step window ``[start, stop)``; default the paper's ``[65, 85)`` of 100, scaled.
     threshold : str
         Label rule (see :func:`~napari_klip.core.klip.threshold_blocks`).
     device : str
         Where to load a prior given as a path.
+    intensity : {"auto", "none"}, tuple of float or IntensityMapping
+        How the image's intensities reach the prior's units (:mod:`napari_klip.core.intensity`):
+        ``"auto"`` maps inputs clearly in other units (robust percentiles to the prior's training
+        percentiles), ``"none"`` takes the image as it is, ``(LOW, HIGH)`` maps those input
+        values to the ends of the prior's ``intensity_range``. ``result.parameters["intensity"]``
+        records the mapping.
     progress, should_cancel : callable, optional
         Called with a :class:`~napari_klip.core.progress.Progress` after every step; cancel check
         polled after every step.
@@ -300,11 +332,14 @@ def score_image(
     ------
     Cancelled
         When ``should_cancel`` returned true.
+    ImageDataError
+        For NaN/infinite values, or values the mapping leaves far outside the prior's range.
     """
     prior = resolve_prior(prior, device)
     array = check_image(image, prior.channels)
     return score_stack(array[None], prior, operator=operator, operator_params=operator_params, noise_sigma=noise_sigma, config=config,
-                       block_size=block_size, window=window, threshold=threshold, progress=progress, should_cancel=should_cancel)[0]
+                       block_size=block_size, window=window, threshold=threshold, intensity=intensity, progress=progress,
+                       should_cancel=should_cancel)[0]
 
 
 def score_measurement(
@@ -365,7 +400,9 @@ def score_stack(
     Parameters
     ----------
     images : array-like
-        ``(N, H, W)`` grey images (``(N, H, W, C)`` for a colour prior) in the prior's intensity units.
+        ``(N, H, W)`` grey images (``(N, H, W, C)`` for a colour prior), in their own units: one
+        intensity mapping (option ``intensity``) is resolved over the whole stack and used for
+        every image.
     prior, config
         As for :func:`score_image`.
     batch_images : int or "auto"
@@ -378,7 +415,7 @@ def score_stack(
         after every step.
     **options
         ``operator``, ``operator_params``, ``noise_sigma``, ``block_size``, ``window``,
-        ``threshold``, ``device``: as for :func:`score_image`.
+        ``threshold``, ``device``, ``intensity``: as for :func:`score_image`.
 
     Returns
     -------
@@ -396,10 +433,12 @@ def score_stack(
     stack = check_stack(images, prior.channels)
     operator = build_operator(options.pop("operator", "ct"), prior.image_size, options.pop("operator_params", None))
     noise_sigma = options.pop("noise_sigma", 0.0)
-    measurements = [_simulated_measurement(prior, operator, image, noise_sigma, config.seed + index) for index, image in enumerate(stack)]
+    mapping = resolve_intensity(np.stack(stack), prior.metadata, options.pop("intensity", "auto"))
+    measurements = [_simulated_measurement(prior, operator, image, noise_sigma, config.seed + index, mapping)
+                    for index, image in enumerate(stack)]
     return _score_batches(
         prior, operator, measurements, [tuple(image.shape) for image in stack], config,
-        {"noise_sigma": noise_sigma, "measurement": "simulated"}, batch_images, progress, should_cancel, **options,
+        {"noise_sigma": noise_sigma, "measurement": "simulated"}, batch_images, progress, should_cancel, mapping=mapping, **options,
     )
 
 

@@ -9,8 +9,11 @@ Example
 ...                    lpips_weights="alexnet_features_imagenet.npz")
 >>> result.score, result.heatmap.shape, result.reconstructions.shape      # doctest: +SKIP
 
-Images whose size differs from the prior's are resized to it for scoring; the heatmap, masks and
-reconstructions are resized back to the input's shape. Inputs are never modified.
+Intensities are mapped to the prior's units by the ``intensity`` rule
+(:mod:`napari_klip.core.intensity`; ``"auto"`` by default) and the reconstructions come back in the
+input's units. Images whose size differs from the prior's are resized to it for scoring; the
+heatmap, masks and reconstructions are resized back to the input's shape, and
+``result.parameters["resized"]`` says so. Inputs are never modified.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.grid import check_image, check_stack, to_input_grid, to_prior_grid
+from ..core.grid import check_image, check_stack, resize_note, resize_record, to_input_grid, to_prior_grid
+from ..core.intensity import IntensityMapping, resolve_intensity
 from ..core.lmd import LmdConfig, LmdReconstructions, LmdScores, run_lmd
 from ..core.lmd.distances import make_distance
 from ..core.batching import batch_sizes, resolve_batch_images
@@ -52,7 +56,8 @@ class LmdResult:
     masks : numpy.ndarray
         ``(R, H, W)`` bool on the input's grid, ``True`` = inpainted.
     parameters : dict
-        Settings, distance, prior, device, network calls and time — for result files.
+        Settings, distance, prior, device, network calls and time — for result files; ``intensity``
+        (the mapping used), ``resized`` and ``notes`` as for KLIP's result.
     """
 
     score: float
@@ -72,6 +77,7 @@ def score_stack(
     lpips_weights: str | Path | None = None,
     batch_images: int | str | None = None,
     batch_size: int | str | None = None,
+    intensity: str | tuple[float, float] | IntensityMapping = "auto",
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> list[LmdResult]:
@@ -80,8 +86,8 @@ def score_stack(
     Parameters
     ----------
     images : array-like
-        ``(N, H, W)`` grey images (``(N, H, W, C)`` for a colour prior) in the prior's intensity
-        units (``prior.metadata.intensity_range``).
+        ``(N, H, W)`` grey images (``(N, H, W, C)`` for a colour prior) in their own intensity
+        units; one mapping (``intensity``) is resolved over the whole stack.
     prior : DiffusionPrior, str, Path or None
         A loaded prior, a prior folder, or ``None`` for the bundled default.
     config : LmdConfig, optional
@@ -94,12 +100,15 @@ def score_stack(
         any sampling.
     batch_images : int or "auto", optional
         Images per batched reverse process, one network call per step for all their
-        reconstructions (default {DEFAULT_LMD_BATCH_SIZE}; ``"auto"``: as many as a memory budget
+        reconstructions (default ``DEFAULT_LMD_BATCH_SIZE``, 8; ``"auto"``: as many as a memory budget
         allows, :mod:`napari_klip.core.batching`). Results do not depend on it beyond the float
         rounding of the network's batch-size-dependent kernels: every image draws its noise from
         its own generator seeded with ``config.seed``.
     batch_size : int or "auto", optional
         The older name of ``batch_images``; give one of them.
+    intensity : {"auto", "none"}, tuple of float or IntensityMapping
+        How the images' intensities reach the prior's units, as for
+        :func:`napari_klip.api.klip.score_image`.
     progress : callable, optional
         Called with a :class:`~napari_klip.core.progress.Progress` (``step``, ``total`` over all
         batches) after every step.
@@ -123,8 +132,9 @@ def score_stack(
     config = config or LmdConfig()
     config.validate(prior)
     checked = check_stack(images, prior.channels)
+    mapping = resolve_intensity(np.stack(checked), prior.metadata, intensity)
     distance = make_distance(config.distance, prior=prior, lpips_weights=lpips_weights, device=prior.device)
-    model_images = torch.from_numpy(np.stack([to_prior_grid(image, prior) for image in checked]))
+    model_images = torch.from_numpy(np.stack([to_prior_grid(mapping.apply(image), prior) for image in checked]))
 
     size = resolve_batch_images(requested, prior, config.num_reconstructions, len(checked))
     batches = [model_images[begin:end] for begin, end in batch_sizes(len(checked), size)]
@@ -141,7 +151,7 @@ def score_stack(
         steps_done += reconstructions.network_calls
         for index in range(batch.shape[0]):
             image = checked[len(results)]
-            results.append(_result(prior, config, image, reconstructions, scores, index))
+            results.append(_result(prior, config, image, reconstructions, scores, index, mapping))
     return results
 
 
@@ -152,6 +162,7 @@ def score_image(
     config: LmdConfig | None = None,
     device: str = "auto",
     lpips_weights: str | Path | None = None,
+    intensity: str | tuple[float, float] | IntensityMapping = "auto",
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> LmdResult:
@@ -160,8 +171,8 @@ def score_image(
     Parameters
     ----------
     image : array-like
-        One ``(H, W)`` grey image (``(H, W, C)`` for a colour prior) in the prior's intensity units.
-    prior, config, device, lpips_weights, progress, should_cancel
+        One ``(H, W)`` grey image (``(H, W, C)`` for a colour prior) in its own intensity units.
+    prior, config, device, lpips_weights, intensity, progress, should_cancel
         As for :func:`score_stack`.
 
     Returns
@@ -170,19 +181,22 @@ def score_image(
     """
     prior = resolve_prior(prior, device)
     checked = check_image(image, prior.channels)
-    options = {"config": config, "device": device, "lpips_weights": lpips_weights, "progress": progress, "should_cancel": should_cancel}
+    options = {"config": config, "device": device, "lpips_weights": lpips_weights, "intensity": intensity,
+               "progress": progress, "should_cancel": should_cancel}
     return score_stack(checked[None], prior, batch_images=1, **options)[0]
 
 
 def _result(
-    prior: DiffusionPrior, config: LmdConfig, image: np.ndarray, reconstructions: LmdReconstructions, scores: LmdScores, index: int
+    prior: DiffusionPrior, config: LmdConfig, image: np.ndarray, reconstructions: LmdReconstructions, scores: LmdScores, index: int,
+    mapping: IntensityMapping,
 ) -> LmdResult:
     """Image ``index`` of a batch, back on the input's grid and in its intensity units."""
     shape = tuple(image.shape)
     recon = prior.from_model_range(reconstructions.images[index])  # (R, C, H, W)
     recon = recon[:, 0] if prior.channels == 1 else np.moveaxis(recon, 1, -1)
-    recon = np.stack([to_input_grid(r.astype(np.float32), shape, order=1) for r in recon])
+    recon = np.stack([mapping.invert(to_input_grid(r.astype(np.float32), shape, order=1)) for r in recon])
     masks = np.stack([to_input_grid(m.astype(np.uint8), shape[:2], order=0) for m in reconstructions.masks]).astype(bool)
+    resized = resize_record(shape[:2], prior.image_size)
     parameters = {
         "method": "lmd",
         "settings": asdict(config),
@@ -196,6 +210,9 @@ def _result(
         "batched_network_calls": reconstructions.network_calls,
         "images_in_batch": int(reconstructions.images.shape[0]),
         "batch_wall_time_s": round(reconstructions.wall_time_s, 3),
+        "intensity": mapping.describe(),
+        "resized": resized,
+        "notes": mapping.notes() + ([resize_note(resized)] if resized else []),
     }
     return LmdResult(
         score=float(scores.scores[index]),

@@ -23,6 +23,7 @@ from ..core.options import (
     DEVICE_CHOICES,
     DISTANCE_NAMES,
     GUIDANCE_MODES,
+    INTENSITY_MODES,
     LIFTS,
     MASK_KINDS,
     OPERATOR_NAMES,
@@ -62,8 +63,35 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
                              "matrix units (a bf16 GPU, an AMX CPU), else fp32")
 
 
+class IntensityRangeAction(argparse.Action):
+    """``--intensity-range LOW HIGH``: two finite numbers with LOW < HIGH, else a usage error."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None) -> None:
+        from ..core.intensity import check_intensity
+
+        try:
+            setattr(namespace, self.dest, check_intensity(values))
+        except ValueError as error:
+            raise argparse.ArgumentError(self, str(error)) from None
+
+
+def add_intensity_options(parser: argparse.ArgumentParser) -> None:
+    """``--intensity auto|none`` or ``--intensity-range LOW HIGH``: how inputs reach the prior's units."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--intensity", choices=INTENSITY_MODES, default=INTENSITY_MODES[0],
+                       help="auto: map inputs clearly in other units (their 1st/99th percentiles to the prior's training "
+                       "percentiles) and say so; none: take the input as it is (default auto; docs/intensities.md)")
+    group.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), action=IntensityRangeAction,
+                       help="the input values that map to the ends of the prior's intensity_range (finite, LOW < HIGH)")
+
+
+def intensity_option(args: argparse.Namespace) -> str | tuple[float, float]:
+    """The ``intensity`` argument of the API the options describe."""
+    return args.intensity_range if getattr(args, "intensity_range", None) else args.intensity
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Options every scoring command has: prior, steps, seed, device, output."""
+    """Options every scoring command has: prior, steps, seed, device, intensities, output."""
     parser.add_argument("--model", type=Path, help="prior folder (default: the bundled OrganAMNIST CT prior)")
     parser.add_argument("--steps", type=positive_int, default=KlipConfig.num_steps,
                         help=f"sampling steps, respaced over the prior's schedule (default {KlipConfig.num_steps})")
@@ -79,6 +107,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="run the network through torch.compile: minutes to compile, then faster for long runs "
                         "(docs/benchmarks.md)")
+    add_intensity_options(parser)
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -104,7 +133,8 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--consistency-weight", type=float, default=klip.consistency_weight,
                         help="consistency guidance: fraction of the residual's approximate inverse added to x0 "
                         f"(default {klip.consistency_weight:g})")
-    parser.add_argument("--block-size", type=int, help="block side on the prior's grid (default: ~16x16 blocks)")
+    parser.add_argument("--block-size", type=int, help="block side in input pixels, dividing both image sides (default: "
+                        "~16x16 blocks); for a prior of another size the energy is resized to the input's grid first")
     parser.add_argument("--window", type=int, nargs=2, metavar=("START", "STOP"), help="step window (default: [65, 85) of 100, scaled)")
     parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, help="label rule: median-multiple:K | percentile:P | value:V")
 
@@ -227,23 +257,35 @@ def klip_batch_images(args: argparse.Namespace) -> int | str:
     return DEFAULT_KLIP_BATCH_IMAGES if args.batch_images is None else args.batch_images
 
 
-def score_klip(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str) -> list:
-    """KLIP results of every image of ``stack`` (image ``i`` with seed ``seed + i``) behind one progress bar."""
+def score_klip(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str, intensity: Any = None) -> list:
+    """KLIP results of every image of ``stack`` (image ``i`` with seed ``seed + i``) behind one progress bar.
+
+    ``intensity`` (a resolved mapping, e.g. one shared by several stacks) overrides the options'.
+    """
     from ..api.klip import score_stack
 
     with progress_bar(len(stack) * args.steps, description) as bar:
         return score_stack(stack, prior, operator=klip_operator(args, prior.image_size), noise_sigma=args.noise_sigma,
-                           config=klip_config(args), batch_images=klip_batch_images(args), progress=follow(bar), **map_options(args))
+                           config=klip_config(args), batch_images=klip_batch_images(args), progress=follow(bar),
+                           intensity=intensity or intensity_option(args), **map_options(args))
 
 
-def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str) -> list:
-    """LMD results of every image of ``stack`` behind one progress bar."""
+def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str, intensity: Any = None) -> list:
+    """LMD results of every image of ``stack`` behind one progress bar (``intensity`` as for :func:`score_klip`)."""
     from ..api.lmd import score_stack
 
     batch = DEFAULT_LMD_BATCH_SIZE if args.batch_images is None else args.batch_images
     with progress_bar(args.steps, description) as bar:  # the first update sets the total (batches × steps)
         return score_stack(stack, prior, config=lmd_config(args), lpips_weights=args.lpips_weights, batch_images=batch,
-                           progress=follow(bar))
+                           intensity=intensity or intensity_option(args), progress=follow(bar))
+
+
+def print_notes(parameters: dict[str, Any]) -> None:
+    """Tell the user what happened to the input on its way to the prior (intensity mapping, resizing), one line each."""
+    import sys
+
+    for note in parameters.get("notes", []):
+        print(f"napari-klip: note: {note}", file=sys.stderr)
 
 
 def scoring_prior(args: argparse.Namespace) -> Any:
@@ -276,4 +318,5 @@ def write_result_json(out: Path, results: list, start: float, method: str, shown
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print_notes(results[0].parameters)
     print(f"{method} scored {len(results)} image(s); max score {max(summary['scores']):.4g}; outputs in {shown or out}")

@@ -124,7 +124,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     """
     from ..api.klip import score_image
     from ..core.anomalies import foreground_mask
-    from ..core.grid import mask_to_prior_grid, resize_to_grid
+    from ..core.grid import resize_to_grid
     from ..core.metrics import baseline_image_level_aucs, image_level_roc_auc
     from ..core.operators import build_operator
     from ..core.prior import resolve_prior
@@ -145,12 +145,12 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
             lambda update, offset=index * settings.num_steps: progress(Progress(offset + update.step, total, update.elapsed_s)))
         results.append(score_image(image, prior, operator=operator, config=config, progress=report))
 
+    # Blocks count input pixels: score maps, lesion masks and body masks all live on the slices' own grid.
     grid_images = [resize_to_grid(image, prior.image_size) for image in images]
-    grid_masks, bodies = [mask_to_prior_grid(m, prior.image_size) for m in masks], [foreground_mask(g) for g in grid_images]
-    level = image_level_roc_auc([r.score_map for r in results], grid_masks, results[0].block_size, bodies)
-    baselines = baseline_image_level_aucs([resize_to_grid(r.observed, prior.image_size) for r in results],
-                                          [resize_to_grid(r.reconstruction, prior.image_size) for r in results],
-                                          grid_masks, results[0].block_size, bodies)
+    bodies = [foreground_mask(image) for image in images]
+    level = image_level_roc_auc([r.score_map for r in results], list(masks), results[0].block_size, bodies)
+    baselines = baseline_image_level_aucs([r.observed for r in results], [r.reconstruction for r in results],
+                                          list(masks), results[0].block_size, bodies)
     sinograms = [_sinogram(operator, grid) for grid in grid_images]
     summary = {
         "what": "KLIP localization of synthetic lesions in real CT slices (OrganAMNIST test split) from simulated sparse-view CT",

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..core.options import METHODS
-from ._common import add_common_options, add_klip_options, add_lmd_options, read_stack, score_klip, score_lmd, scoring_prior
+from ._common import (
+    add_common_options, add_klip_options, add_lmd_options, intensity_option, print_notes, read_stack, score_klip, score_lmd, scoring_prior,
+)
 
 EVALUATE_OUTPUTS = ("metrics.json", "roc.png")
 
@@ -40,8 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """``napari-klip evaluate``: dataset- and image-level ROC-AUC of KLIP or LMD on ID vs OOD stacks."""
     from ..core.anomalies import foreground_mask
-    from ..core.grid import mask_to_prior_grid
-    from ..core.grid import resize_to_grid
+    from ..core.intensity import resolve_intensity
     from ..core.metrics import baseline_image_level_aucs, dataset_roc_auc, dataset_roc_curve, image_level_roc_auc
     from ..core.outputs import staged_output
 
@@ -56,19 +57,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         prior = scoring_prior(args)
         score = score_lmd if args.method == "lmd" else score_klip
-        id_results, ood_results = score(id_stack, args, prior, "ID images"), score(ood_stack, args, prior, "OOD images")
+        # One intensity mapping for both stacks, so ID and OOD images reach the prior alike.
+        intensity = resolve_intensity(np.concatenate([id_stack.ravel(), ood_stack.ravel()]), prior.metadata, intensity_option(args))
+        id_results = score(id_stack, args, prior, "ID images", intensity)
+        ood_results = score(ood_stack, args, prior, "OOD images", intensity)
         if args.method == "lmd":
             # LMD's heatmap is per pixel on the input's grid: pixel "blocks" of side 1.
-            score_maps, block, on_grid = [r.heatmap for r in ood_results], 1, (lambda masks: list(masks))
+            score_maps, block = [r.heatmap for r in ood_results], 1
             map_settings: dict[str, Any] = {}
-            seen = [np.asarray(image, dtype=np.float64) for image in ood_stack]
             reconstructed = [r.reconstructions.mean(axis=0) for r in ood_results]
         else:
+            # KLIP's blocks count input pixels: score maps, labels and bodies all live on the input's grid.
             score_maps, block = [r.score_map for r in ood_results], ood_results[0].block_size
-            on_grid = lambda masks: [mask_to_prior_grid(mask, prior.image_size) for mask in masks]  # noqa: E731
             map_settings = {"block_size": block, "window": list(ood_results[0].window)}
-            seen = [resize_to_grid(r.observed, prior.image_size) for r in ood_results]
-            reconstructed = [resize_to_grid(r.reconstruction, prior.image_size) for r in ood_results]
+            reconstructed = [r.reconstruction for r in ood_results]
+        seen = ([np.asarray(image, dtype=np.float64) for image in ood_stack] if args.method == "lmd"
+                else [r.observed for r in ood_results])
         id_scores, ood_scores = [r.score for r in id_results], [r.score for r in ood_results]
         metrics: dict[str, Any] = {
             "method": args.method,
@@ -81,7 +85,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if labels is not None:
             if bodies is None and args.auto_body_mask:
                 bodies = np.stack([foreground_mask(image) for image in ood_stack])
-            grid_labels, grid_bodies = on_grid(labels), None if bodies is None else on_grid(bodies)
+            grid_labels, grid_bodies = list(labels), None if bodies is None else list(bodies)
             level = image_level_roc_auc(score_maps, grid_labels, block, grid_bodies)
             metrics.update(image_level_auc=level.mean_auc, image_level_per_image=level.per_image, image_level_images_used=level.images_used)
             if seen[0].ndim == 2:  # the baselines are defined for grey images
@@ -98,6 +102,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                         f"margin over the best {metrics['margin_over_best_baseline']:+.3f})")
         elif "image_level_auc" in metrics:
             message += f", image-level ROC-AUC {metrics['image_level_auc']:.3f}"
+        print_notes(ood_results[0].parameters)
         print(f"{message}; outputs in {args.out}")
     return 0
 

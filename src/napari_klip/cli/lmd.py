@@ -19,8 +19,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "lmd",
         help="LMD: out-of-distribution score, distance heatmap and reconstructions of an image or stack",
         description="Mask each image (alternating checkerboard by default), inpaint it with the prior several times, and "
-        "score the median LPIPS/SSIM/MSE/prior-feature distance to the original. Intensities are read in the units of the "
-        "prior's intensity_range (napari-klip info MODEL shows it).",
+        "score the median LPIPS/SSIM/MSE/prior-feature distance to the original. Intensities are mapped to the prior's "
+        "units by --intensity / --intensity-range (docs/intensities.md).",
     )
     lmd.add_argument("--input", required=True, type=Path, help="image or stack (TIFF, PNG, folder, FILE.npz:KEY)")
     add_common_options(lmd)

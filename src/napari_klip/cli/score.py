@@ -36,7 +36,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "score",
         help="KLIP: anomaly heatmap, labels and score of an image, stack or measurement",
         description="Simulate a measurement of each image (or take a measured one) and score it with KLIP. "
-        "Intensities are read in the units of the prior's intensity_range (napari-klip info MODEL shows it).",
+        "Intensities are mapped to the prior's units by --intensity / --intensity-range (docs/intensities.md); a "
+        "given --measurement is read in the units of the prior's intensity_range (napari-klip info MODEL shows it).",
     )
     score.add_argument("--input", type=Path, help="image or stack (TIFF, PNG, folder, FILE.npz:KEY)")
     score.add_argument("--measurement", type=Path, help="measured sinogram/image (or stack of them) to ingest instead of simulating")

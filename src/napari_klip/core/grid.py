@@ -55,7 +55,8 @@ def check_intensity_scale(image: np.ndarray, prior: "DiffusionPrior", what: str 
         raise ImageDataError(
             f"{what}: values up to {extreme:.3g} are far outside the prior's intensity range [{low:g}, {high:g}] "
             f"(over {MAX_MODEL_MAGNITUDE:g} times its half-width from its centre); give the {what} in the prior's units "
-            "(napari-klip info MODEL shows them)"
+            "(napari-klip info MODEL shows them) or let them be mapped (intensity 'auto', or --intensity-range LOW HIGH; "
+            "docs/intensities.md)"
         )
 
 
@@ -65,6 +66,22 @@ def to_prior_grid(image: np.ndarray, prior: "DiffusionPrior") -> np.ndarray:
     data = image.astype(np.float32)
     data = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
     return prior.to_model_range(resize_to_grid(data, prior.image_size).astype(np.float32))
+
+
+def resize_record(input_hw: tuple[int, ...], prior_size: tuple[int, int]) -> dict[str, list[int]] | None:
+    """``{"from": [H, W], "to": [h, w]}`` when a whole-image prior resizes an ``input_hw`` input, else ``None``.
+
+    It goes into ``result.parameters["resized"]``; :func:`resize_note` words it for the user.
+    """
+    source, target = [int(s) for s in input_hw[:2]], [int(s) for s in prior_size]
+    return None if source == target else {"from": source, "to": target}
+
+
+def resize_note(record: dict[str, list[int]]) -> str:
+    """The one line that tells the user an input was resized to the prior's grid."""
+    (height, width), (h, w) = record["from"], record["to"]
+    return (f"input {height}×{width} resized to the prior's {h}×{w} for scoring, outputs resized back to {height}×{width}; "
+            "block sizes count input pixels")
 
 
 def to_input_grid(array: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:

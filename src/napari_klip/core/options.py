@@ -59,6 +59,13 @@ AUTO_BATCH_MEMORY_FRACTION = 0.25
 #: forward of more than ~64 rows of a 32² network stops gaining throughput per row
 #: (``benchmarks/throughput.py``); accelerators are bound by memory only.
 AUTO_BATCH_MAX_ROWS = {"cpu": 64, "other": 4096}
+#: How inputs reach the prior's intensity units (:mod:`napari_klip.core.intensity`): ``auto`` maps
+#: inputs that are clearly in other units, ``none`` trusts them; ``(LOW, HIGH)`` is the third form.
+INTENSITY_MODES = ("auto", "none")
+#: Percentiles a prior records of its training intensities (in training units).
+TRAINING_PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
+#: The robust percentiles ``auto`` maps: the input's onto the prior's training ones.
+MAPPING_PERCENTILES = (1.0, 99.0)
 
 
 def check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:

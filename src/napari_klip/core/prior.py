@@ -70,6 +70,11 @@ class PriorMetadata:
         True when the folder had no napari-klip metadata and defaults were assumed.
     format_version : int
         Version of this metadata format.
+    intensity_stats : dict
+        Intensity statistics of the training images in their own units (dtype, min, max, mean,
+        std, percentiles; :func:`napari_klip.core.intensity.training_statistics`), empty for
+        priors trained before they were recorded. Inputs are mapped to the prior's units with
+        them (:mod:`napari_klip.core.intensity`).
     """
 
     image_size: tuple[int, int]
@@ -79,6 +84,8 @@ class PriorMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     assumed_defaults: bool = False
     format_version: int = METADATA_FORMAT_VERSION
+    # --- input intensities (issue 14); optional, so older metadata files load unchanged ---
+    intensity_stats: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         low, high = (float(v) for v in self.intensity_range)
@@ -415,6 +422,7 @@ def _metadata_for(folder: Path, unet: "UNet2DModel") -> PriorMetadata:
             training_data=str(data.get("training_data", "unknown")),
             training=dict(data.get("training", {})),
             format_version=int(data.get("format_version", METADATA_FORMAT_VERSION)),
+            intensity_stats=dict(data.get("intensity_stats", {})),
         )
     except (TypeError, ValueError) as error:
         raise PriorLoadError(folder, f"invalid '{METADATA_FILE}': {error}") from error

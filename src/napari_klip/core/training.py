@@ -24,6 +24,7 @@ from .networks import unet_config
 from .data import center_crop_stack, check_image_stack, default_intensity_range, resize_stack, to_channels_first
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import Cancelled, TrainingCancelled
+from .intensity import training_statistics
 from .outputs import output_lock, remove_path, replace_tree
 from .options import PRECISIONS, SIZE_MODES, check_choice
 from .precision import autocast, resolve_precision
@@ -137,8 +138,9 @@ class TrainingResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _prepare_images(images: np.ndarray, config: TrainingConfig) -> tuple[np.ndarray, tuple[float, float]]:
+def _prepare_images(images: np.ndarray, config: TrainingConfig) -> tuple[np.ndarray, tuple[float, float], dict[str, Any]]:
     stack = check_image_stack(images, name="training images")
+    stats = training_statistics(stack)
     intensity_range = tuple(config.intensity_range) if config.intensity_range else default_intensity_range(stack)
     low, high = intensity_range
     data = to_channels_first(stack)
@@ -149,7 +151,7 @@ def _prepare_images(images: np.ndarray, config: TrainingConfig) -> tuple[np.ndar
         data = center_crop_stack(data, config.image_size)
     elif min(data.shape[-2:]) < config.image_size:
         raise ValueError(f"cannot take random {config.image_size}² crops from {data.shape[-2:]} images")
-    return np.ascontiguousarray(data, dtype=np.float32), (float(low), float(high))
+    return np.ascontiguousarray(data, dtype=np.float32), (float(low), float(high)), stats
 
 
 def _batch_within_data(config: TrainingConfig, count: int) -> TrainingConfig:
@@ -306,14 +308,14 @@ def iter_training(
     config = config or TrainingConfig()
     config.validate()
     out_dir = Path(out_dir)
-    data, intensity_range = _prepare_images(images, config)
+    data, intensity_range, stats = _prepare_images(images, config)
     config = _batch_within_data(config, len(data))
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     with output_lock(out_dir):
         work_dir, resuming = _prepare_out_dir(out_dir, resume, overwrite)
         try:
-            result = yield from _train(data, intensity_range, config, device, precision, work_dir, resuming)
+            result = yield from _train(data, intensity_range, config, device, precision, work_dir, resuming, stats)
         except BaseException:
             if work_dir != out_dir and not (work_dir / CHECKPOINT_FILE).exists():
                 remove_path(work_dir)  # a staged run that failed before its first checkpoint: nothing to resume
@@ -326,7 +328,7 @@ def iter_training(
 
 def _train(
     data: np.ndarray, intensity_range: tuple[float, float], config: TrainingConfig, device: Any, precision: str,
-    out_dir: Path, resuming: bool,
+    out_dir: Path, resuming: bool, intensity_stats: dict[str, Any] | None = None,
 ) -> Generator[TrainingProgress, None, TrainingResult]:
     """The training loop of :func:`iter_training`, in ``out_dir`` (the output or its staging folder)."""
     import torch
@@ -367,6 +369,7 @@ def _train(
         channels=channels,
         intensity_range=intensity_range,
         training_data=config.training_data,
+        intensity_stats=intensity_stats or {},
     )
 
     def save(final: bool, cancelled: bool = False) -> TrainingResult:

@@ -29,6 +29,20 @@ def default_block_size(image_size: tuple[int, int]) -> int:
     return block
 
 
+def default_image_block_size(prior_size: tuple[int, int], image_shape: tuple[int, int]) -> int:
+    """The default block side in image pixels for an ``image_shape`` input scored by a ``prior_size`` prior.
+
+    :func:`default_block_size` of the prior's grid, scaled by the input's size over the prior's
+    (the square root of the area ratio) and moved to the nearest side that divides both sides of
+    the input (the smaller one on a tie). For an input of the prior's size it is
+    :func:`default_block_size` itself.
+    """
+    height, width = (int(s) for s in image_shape)
+    target = default_block_size(prior_size) * np.sqrt(height * width / (prior_size[0] * prior_size[1]))
+    sides = [b for b in range(1, min(height, width) + 1) if height % b == 0 and width % b == 0]
+    return min(sides, key=lambda b: (abs(b - target), b))
+
+
 def _check_window(window: tuple[int, int], steps_available: int) -> tuple[int, int]:
     start, stop = check_window(window)
     if not 0 <= start < stop <= steps_available:
@@ -39,17 +53,24 @@ def _check_window(window: tuple[int, int], steps_available: int) -> tuple[int, i
     return start, stop
 
 
-def block_score_map(energy: np.ndarray, block_size: int, window: tuple[int, int]) -> np.ndarray:
+def block_score_map(
+    energy: np.ndarray, block_size: int, window: tuple[int, int], shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """KLIP score of every non-overlapping block: mean energy over the window, summed over the block.
 
     Parameters
     ----------
     energy : numpy.ndarray
-        ``(K, H, W)`` trace (per step and pixel, mean over samples, sum over channels).
+        ``(K, h, w)`` trace (per step and pixel, mean over samples, sum over channels).
     block_size : int
-        Side ``b`` of the square blocks; must divide ``H`` and ``W``.
+        Side ``b`` of the square blocks, in pixels of ``shape``; must divide both its sides.
     window : tuple of int
         Steps ``[start, stop)`` to average over.
+    shape : tuple of int, optional
+        ``(H, W)`` of the image the blocks are counted on (the input's, for a prior of another
+        size); default the trace's ``(h, w)``. The window-mean energy is resized to it linearly
+        and scaled by ``h·w / (H·W)``, so the energy of an area is the same on both grids and a
+        block's score is the energy of the image area it covers.
 
     Returns
     -------
@@ -60,10 +81,15 @@ def block_score_map(energy: np.ndarray, block_size: int, window: tuple[int, int]
     if energy.ndim != 3:
         raise ValueError(f"energy must be a (K, H, W) trace, got shape {energy.shape}")
     start, stop = _check_window(window, energy.shape[0])
-    height, width = energy.shape[1:]
+    grid = tuple(energy.shape[1:])
+    height, width = grid if shape is None else (int(shape[0]), int(shape[1]))
     if not isinstance(block_size, (int, np.integer)) or block_size < 1 or height % block_size or width % block_size:
         raise ValueError(f"block_size must be a positive integer dividing the image size {height}×{width}, got {block_size!r}")
     mean_energy = energy[start:stop].astype(np.float64).mean(axis=0)
+    if (height, width) != grid:
+        from ..grid import to_input_grid
+
+        mean_energy = to_input_grid(mean_energy, (height, width), order=1) * (grid[0] * grid[1] / (height * width))
     rows, cols = height // block_size, width // block_size
     return mean_energy.reshape(rows, block_size, cols, block_size).sum(axis=(1, 3))
 

@@ -8,7 +8,8 @@ from typing import Any
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, SpinBox
 
 from ...core.device import available_devices
-from ...core.options import DEVICE_CHOICES, OPERATOR_LABELS, OperatorSettings
+from ...core.intensity import check_intensity
+from ...core.options import DEVICE_CHOICES, INTENSITY_MODES, OPERATOR_LABELS, OperatorSettings
 from ...core.prior import DEFAULT_PRIOR_NAME, resolve_prior
 
 BUNDLED = "bundled default"
@@ -51,6 +52,39 @@ def device_box() -> ComboBox:
 def seed_box(value: int = 0) -> SpinBox:
     """The seed of everything random in a run (slice ``i`` of a stack uses ``seed + i``)."""
     return SpinBox(label="seed", value=value, min=0, max=2**31 - 1)
+
+
+#: The intensity control's third choice: an explicit input range (the CLI's ``--intensity-range``).
+RANGE = "range"
+
+
+class IntensityControls(Container):
+    """How the input's intensities reach the prior's units: ``auto``, ``none`` or an explicit range.
+
+    The rule is :mod:`napari_klip.core.intensity`'s (``docs/intensities.md``); for ``range`` the
+    input values ``low`` and ``high`` map to the ends of the prior's intensity range.
+    """
+
+    def __init__(self) -> None:
+        self.mode = ComboBox(
+            label="intensity", choices=[*INTENSITY_MODES, RANGE], value=INTENSITY_MODES[0],
+            tooltip="auto: map inputs clearly in other units (1st/99th percentiles to the prior's training percentiles); "
+                    "none: take the input as it is; range: the input values below map to the prior's range",
+        )
+        self.low = FloatSpinBox(label="input low", value=0.0, min=-1e12, max=1e12, step=1.0, visible=False)
+        self.high = FloatSpinBox(label="input high", value=255.0, min=-1e12, max=1e12, step=1.0, visible=False)
+        super().__init__(widgets=[self.mode, self.low, self.high], labels=True)
+        self.margins = (0, 0, 0, 0)
+        self.mode.changed.connect(self._on_mode)
+
+    def _on_mode(self, value: str) -> None:
+        self.low.visible = self.high.visible = value == RANGE
+
+    def choice(self) -> str | tuple[float, float]:
+        """``"auto"``, ``"none"`` or ``(low, high)``; ``ValueError`` unless low < high."""
+        if self.mode.value == RANGE:
+            return check_intensity((self.low.value, self.high.value))
+        return check_intensity(self.mode.value)
 
 
 class PriorControls(Container):

@@ -1,4 +1,4 @@
-"""What the KLIP and LMD detector widgets share: the prior, the device, the score line, per-slice settings."""
+"""What the KLIP and LMD detector widgets share: the prior, intensities, the device, the score line, per-slice settings, notes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.prior_quality import broken_weights_problem
-from ._controls import PriorControls, device_box, info_label
+from ._controls import IntensityControls, PriorControls, device_box, info_label
 from ._layer_task import LayerInput, LayerTaskWidget
 
 #: Slices the score line lists at most (the slices of the last run first, then the best).
@@ -51,12 +51,14 @@ class DetectorWidget(LayerTaskWidget):
     def __init__(self, napari_viewer: Any, title: str):
         super().__init__(napari_viewer, title)
         self.prior = PriorControls()
+        self.intensity = IntensityControls()
         self.device = device_box()
         self.score = info_label()
 
     def add_footer(self, *widgets: Any) -> None:
-        """Prior, seed, ``widgets``, device, slices; Run, status and the score line below the form."""
+        """Prior, intensity, seed, ``widgets``, device, slices; Run, status and the score line below the form."""
         self.form.append(self.prior)
+        self.form.append(self.intensity)
         super().add_footer(*widgets, self.device)
         self.append(self.score)
 
@@ -97,6 +99,35 @@ class DetectorWidget(LayerTaskWidget):
             return ""
         verb = "keeps the settings it was" if len(others) == 1 else "keep the settings they were"
         return f" {describe_slices(others).capitalize()} {verb} scored with."
+
+    def resolve_intensity(self, prior: Any, slices: list[Any], choice: Any) -> Any:
+        """One intensity mapping over all ``slices`` for ``choice`` (read by :meth:`IntensityControls.choice` on the
+        main thread); in the worker thread, so its warning is kept for :meth:`notify_notes`."""
+        import warnings
+
+        import numpy as np
+
+        from ...core.intensity import resolve_intensity
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # shown as a notification by notify_notes
+            return resolve_intensity(np.stack(slices), prior.metadata, choice)
+
+    def notify_notes(self, results: list[Any]) -> list[str]:
+        """Notifications of what happened on the way to the prior (intensity mapping, resizing, the range warning).
+
+        Returns the messages (also for tests).
+        """
+        from napari.utils.notifications import show_info, show_warning
+
+        parameters = results[0].parameters
+        notes = [f"{self.title}: {note}" for note in parameters.get("notes", [])]
+        warning = parameters.get("intensity", {}).get("warning")
+        for note in notes:
+            show_info(note)
+        if warning:
+            show_warning(f"{self.title}: {warning}")
+        return notes + ([f"{self.title}: {warning}"] if warning else [])
 
     def show_scores(self) -> None:
         """Write the stored results' scores into the score line (the last run's slices always listed)."""

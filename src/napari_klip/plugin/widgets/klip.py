@@ -22,7 +22,7 @@ from ._task import Job, run_per_slice
 
 
 def block_sizes(image_size: tuple[int, int]) -> list[int]:
-    """Block sides that tile an image of ``image_size`` exactly."""
+    """Block sides (in image pixels) that tile an image of ``image_size`` exactly."""
     height, width = image_size
     return [size for size in range(1, min(height, width) + 1) if height % size == 0 and width % size == 0]
 
@@ -54,7 +54,8 @@ class KlipWidget(DetectorWidget):
         self.add_footer()
         self._block_sizes: list[int] = []
         # choices from a callable: napari calls reset_choices on every layer change
-        self.block_size = ComboBox(label="block size", choices=lambda _widget: self._block_sizes, enabled=False, tooltip="recomputed from the stored trace")
+        self.block_size = ComboBox(label="block size (px)", choices=lambda _widget: self._block_sizes, enabled=False,
+                                   tooltip="block side in image pixels; recomputed from the stored trace")
         self.window_start = SpinBox(label="window start", value=0, min=0, max=1000, enabled=False)
         self.window_stop = SpinBox(label="window stop", value=1, min=1, max=1000, enabled=False)
         self.threshold = LineEdit(
@@ -100,8 +101,9 @@ class KlipWidget(DetectorWidget):
         config = KlipConfig(num_samples=self.samples.value, num_steps=self.steps.value, guidance=self.guidance.value, seed=self.seed.value)
         settings = self.operator.settings()
         geometry = info.image_geometry(source.geometry) if info is not None else source.geometry
+        intensity = self.intensity.choice()
         return Job(
-            work=partial(self._score, prior_choice, source, info, settings, float(self.noise_sigma.value), config, threshold),
+            work=partial(self._score, prior_choice, source, info, settings, float(self.noise_sigma.value), config, threshold, intensity),
             finish=partial(self._show, source, geometry),
             total=config.num_steps * len(source.selection),
             description=f"scoring '{source.name}'",
@@ -116,10 +118,11 @@ class KlipWidget(DetectorWidget):
         noise_sigma: float,
         config: Any,
         threshold: str,
+        intensity: Any,
         report: Any,
         should_cancel: Any,
     ) -> list[Any]:
-        """In the worker thread: score the selected slices one by one."""
+        """In the worker thread: score the selected slices one by one (images: one intensity mapping for all)."""
         prior = self.load_prior(prior_choice, source)
         if info is not None and tuple(info.grid) != tuple(prior.image_size):
             raise ValueError(
@@ -127,6 +130,7 @@ class KlipWidget(DetectorWidget):
                 "simulate it again with the prior's size as grid"
             )
         operator = info.operator.build(prior.image_size) if info is not None else None
+        mapping = self.resolve_intensity(prior, source.slices, intensity) if operator is None else None
 
         def one(image: Any, position: int, progress: Any) -> Any:
             seed = source.selection.seed_for(config.seed, source.selection.indices[position])
@@ -134,7 +138,8 @@ class KlipWidget(DetectorWidget):
             if operator is not None:
                 return score_measurement(image, operator, prior, output_shape=info.image_shape, **common)
             params = settings.operator_params(prior.image_size)
-            return score_image(image, prior, operator=settings.name, operator_params=params, noise_sigma=noise_sigma, **common)
+            return score_image(image, prior, operator=settings.name, operator_params=params, noise_sigma=noise_sigma,
+                               intensity=mapping, **common)
 
         return run_per_slice(source.slices, one, config.num_steps, report, should_cancel)
 
@@ -142,6 +147,7 @@ class KlipWidget(DetectorWidget):
         self.store_and_show(source, results, klip_layer_data, geometry)
         self._set_rescore_controls(results[0])
         self.show_scores()
+        self.notify_notes(results)
         self.status.value = f"Scored {len(results)} slice(s) of '{source.name}'." + self.settings_note()
 
     @staticmethod
@@ -155,6 +161,7 @@ class KlipWidget(DetectorWidget):
             result.block_size,
             tuple(result.window),
             result.threshold,
+            json.dumps(result.parameters.get("intensity"), sort_keys=True, default=str),
         )
 
     # --- rescoring without sampling ---------------------------------------------------------
@@ -162,7 +169,7 @@ class KlipWidget(DetectorWidget):
         steps_run = int(result.trace.energy.shape[0])
         self._setting_controls = True
         try:
-            self._block_sizes = block_sizes(tuple(result.trace.energy.shape[-2:]))
+            self._block_sizes = block_sizes(tuple(result.heatmap.shape[:2]))
             self.block_size.reset_choices()
             self.block_size.value = result.block_size
             self.window_start.max = steps_run - 1
@@ -216,7 +223,7 @@ class KlipWidget(DetectorWidget):
         self.refresh_layers()
         self.show_scores()
         self.status.value = (
-            f"Rescored {describe_slices(group)} with block size {self.block_size.value}, window {window[0]}–{window[1]}, "
+            f"Rescored {describe_slices(group)} with block size {self.block_size.value} px, window {window[0]}–{window[1]}, "
             f"threshold {threshold}." + self.settings_note()
         )
 

@@ -89,22 +89,27 @@ class LmdWidget(DetectorWidget):
             seed=self.seed.value,
         )
         batches = -(-len(source.selection) // BATCH_SIZE)
+        intensity = self.intensity.choice()
         return Job(
-            work=partial(self._score, prior_choice, source, config, self._weights_path()),
+            work=partial(self._score, prior_choice, source, config, self._weights_path(), intensity),
             finish=partial(self._show, source),
             total=config.num_steps * batches,
             description=f"scoring '{source.name}'",
         )
 
-    def _score(self, prior_choice: tuple[Any, str], source: LayerInput, config: Any, weights: Path | None, report: Any, should_cancel: Any) -> list[Any]:
-        """In the worker thread: all selected slices, in batches (each slice with the same seed)."""
+    def _score(
+        self, prior_choice: tuple[Any, str], source: LayerInput, config: Any, weights: Path | None, intensity: Any,
+        report: Any, should_cancel: Any,
+    ) -> list[Any]:
+        """In the worker thread: all selected slices, in batches (each slice with the same seed), one intensity mapping."""
         prior = self.load_prior(prior_choice, source)
         return score_stack(
             np.stack(source.slices),
             prior,
             config=config,
             lpips_weights=weights,
-            batch_size=BATCH_SIZE,
+            batch_images=BATCH_SIZE,
+            intensity=self.resolve_intensity(prior, source.slices, intensity),
             progress=lambda update: report(update.step, update.total, ""),
             should_cancel=should_cancel,
         )
@@ -112,6 +117,7 @@ class LmdWidget(DetectorWidget):
     def _show(self, source: LayerInput, results: list[Any]) -> None:
         self.store_and_show(source, results, lmd_layer_data)
         self.show_scores()
+        self.notify_notes(results)
         distance = results[0].parameters.get("distance", "")
         self.status.value = f"Scored {len(results)} slice(s) of '{source.name}' ({distance} distance)." + self.settings_note()
 
@@ -119,4 +125,5 @@ class LmdWidget(DetectorWidget):
     def slice_settings(result: Any) -> tuple:
         """LMD settings (not the seed), distance and prior of a slice."""
         settings = {key: value for key, value in result.parameters.get("settings", {}).items() if key != "seed"}
-        return (json.dumps(settings, sort_keys=True, default=str), result.parameters.get("distance"), result.parameters.get("prior"))
+        return (json.dumps(settings, sort_keys=True, default=str), result.parameters.get("distance"), result.parameters.get("prior"),
+                json.dumps(result.parameters.get("intensity"), sort_keys=True, default=str))
