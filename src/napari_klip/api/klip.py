@@ -11,9 +11,12 @@ Example
 :func:`score_image` and :func:`score_stack` have the shape of their LMD counterparts in
 :mod:`napari_klip.api.lmd`: the image(s) and the prior, then keyword-only options.
 
-Inputs are never modified. Images whose size differs from the prior's are resized to it (linear
-interpolation) for scoring, and every image-space output is resized back to the input's shape
-(heatmap linearly, labels by nearest neighbour).
+Inputs are never modified. With a whole-image prior, images whose size differs from the prior's
+are resized to it (linear interpolation) for scoring, and every image-space output is resized
+back to the input's shape (heatmap linearly, labels by nearest neighbour). With a patch prior
+(``napari-klip train --patch-size``) images are scored at their native size: the network runs by
+tiles (:mod:`napari_klip.core.patches`), operators are built for the input's grid and block sizes
+count image pixels.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from ..core.klip import (
     threshold_blocks,
 )
 from ..core.operators import Operator, build_operator
-from ..core.options import DEFAULT_THRESHOLD
+from ..core.options import DEFAULT_THRESHOLD, TILINGS
+from ..core.patches import for_grid, tile_progress, tiling_parameters, working_grid
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.progress import Progress, ProgressCallback, ShouldCancel
 
@@ -152,6 +156,7 @@ def _finish(
     block_size = default_block_size(prior.image_size) if block_size is None else block_size
     window = default_window(config.num_steps) if window is None else window
     _check_scoring(prior, config, block_size, window, threshold)
+    progress = tile_progress(prior, config.num_samples, config.stop_after_step or config.num_steps, progress)
     trace = run_klip(prior, operator, measurement_model, config, progress=progress, should_cancel=should_cancel)
     input_hw = tuple(input_shape[:2])
     reconstruction = prior.from_model_range(trace.reconstruction)
@@ -169,6 +174,7 @@ def _finish(
         "device": str(prior.device),
         "network_calls": trace.network_calls,
         "wall_time_s": round(trace.wall_time_s, 3),
+        **tiling_parameters(prior),
         **extra,
     }
     return KlipResult(
@@ -203,6 +209,8 @@ def score_image(
     window: tuple[int, int] | None = None,
     threshold: str = DEFAULT_THRESHOLD,
     device: str = "auto",
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:
@@ -216,7 +224,8 @@ def score_image(
     prior : DiffusionPrior, str or Path
         A loaded prior or a prior folder.
     operator : Operator or {"ct", "blur", "inpaint", "denoise", "downsample"}
-        The forward model; by name it is built for the prior's image size with ``operator_params``.
+        The forward model; by name it is built with ``operator_params`` for the working grid: the
+        prior's image size, or the input's size for a patch prior.
     operator_params : dict, optional
         E.g. ``{"n_views": 24}`` for CT, ``{"kernel_size": 9, "sigma": 2}`` for blur.
     noise_sigma : float
@@ -244,10 +253,11 @@ def score_image(
     Cancelled
         When ``should_cancel`` returned true.
     """
-    prior = resolve_prior(prior, device)
     config = config or KlipConfig()
-    config.validate(prior.num_train_timesteps)
+    prior = resolve_prior(prior, device)
     array = check_image(image, prior.channels)
+    prior = for_grid(prior, array.shape[:2], tiling=tiling, patch_batch=patch_batch, seed=config.seed)
+    config.validate(prior.num_train_timesteps)
     op = build_operator(operator, prior.image_size, operator_params)
     model_image = torch.from_numpy(to_prior_grid(array, prior))[None]
     intensity_image = prior.from_model_range(model_image)
@@ -270,6 +280,8 @@ def score_measurement(
     threshold: str = DEFAULT_THRESHOLD,
     device: str = "auto",
     output_shape: tuple[int, int] | None = None,
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:
@@ -282,18 +294,22 @@ def score_measurement(
         ``(n_views, n_detectors)``), in the intensity units of the prior's metadata (the
         measurement of an image in those units).
     operator : Operator
-        Built for the prior's image size (e.g. ``SparseViewCT(prior.image_size, angles=...)``).
+        Built for the prior's image size (e.g. ``SparseViewCT(prior.image_size, angles=...)``); for
+        a patch prior, for the image grid it measured (the working grid is then the operator's
+        ``image_size()``, else ``output_shape``).
     output_shape : tuple of int, optional
-        Shape of the image-space outputs; the prior's image size by default.
-    prior, config, block_size, window, threshold, device, progress, should_cancel
+        Shape of the image-space outputs; the working grid by default.
+    prior, config, block_size, window, threshold, device, tiling, patch_batch, progress, should_cancel
         As for :func:`score_image`.
 
     Returns
     -------
     KlipResult
     """
-    prior = resolve_prior(prior, device)
     config = config or KlipConfig()
+    prior = resolve_prior(prior, device)
+    measured_grid = operator.image_size() or (tuple(output_shape)[:2] if output_shape is not None else prior.image_size)
+    prior = for_grid(prior, measured_grid, tiling=tiling, patch_batch=patch_batch, seed=config.seed)
     config.validate(prior.num_train_timesteps)
     array = np.asarray(measurement)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)) or array.dtype == bool:
@@ -318,12 +334,11 @@ def _score_each(
 ) -> list[KlipResult]:
     """Score ``items`` one by one, item ``i`` with seed ``config.seed + i``, progress over all of them."""
     config = config or KlipConfig()
-    steps = config.stop_after_step or config.num_steps
     results = []
     for index, item in enumerate(items):
-        def report(update: Progress, offset: int = index * steps) -> None:
+        def report(update: Progress, index: int = index) -> None:  # in the update's unit: steps, or patches (patch priors)
             if progress is not None:
-                progress(Progress(offset + update.step, steps * len(items), update.elapsed_s))
+                progress(Progress(index * update.total + update.step, update.total * len(items), update.elapsed_s))
 
         results.append(score_one(item, replace(config, seed=config.seed + index), report, should_cancel))
     return results
@@ -350,7 +365,7 @@ def score_stack(
         Progress (``step`` and ``total`` over all images) and cancel check, after every step.
     **options
         ``operator``, ``operator_params``, ``noise_sigma``, ``block_size``, ``window``,
-        ``threshold``, ``device``: as for :func:`score_image`.
+        ``threshold``, ``device``, ``tiling``, ``patch_batch``: as for :func:`score_image`.
 
     Returns
     -------
@@ -358,7 +373,8 @@ def score_stack(
     """
     prior = resolve_prior(prior, options.get("device", "auto"))
     stack = check_stack(images, prior.channels)
-    options["operator"] = build_operator(options.get("operator", "ct"), prior.image_size, options.pop("operator_params", None))
+    grid = working_grid(prior, stack[0].shape[:2]) if stack else prior.image_size
+    options["operator"] = build_operator(options.get("operator", "ct"), grid, options.pop("operator_params", None))
     return _score_each(
         stack, config, progress, should_cancel,
         lambda image, seeded, report, cancel: score_image(image, prior, config=seeded, progress=report, should_cancel=cancel, **options),

@@ -9,8 +9,10 @@ Example
 ...                    lpips_weights="alexnet_features_imagenet.npz")
 >>> result.score, result.heatmap.shape, result.reconstructions.shape      # doctest: +SKIP
 
-Images whose size differs from the prior's are resized to it for scoring; the heatmap, masks and
-reconstructions are resized back to the input's shape. Inputs are never modified.
+With a whole-image prior, images whose size differs from the prior's are resized to it for
+scoring; the heatmap, masks and reconstructions are resized back to the input's shape. With a
+patch prior images are scored at their native size, the network running by tiles
+(:mod:`napari_klip.core.patches`). Inputs are never modified.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import torch
 
 from ..core.grid import check_image, check_stack, to_input_grid, to_prior_grid
 from ..core.lmd import LmdConfig, LmdReconstructions, LmdScores, run_lmd
+from ..core.diffusion import respaced_timesteps
 from ..core.lmd.distances import make_distance
-from ..core.options import DEFAULT_LMD_BATCH_SIZE
+from ..core.options import DEFAULT_LMD_BATCH_SIZE, TILINGS
+from ..core.patches import for_grid, tile_progress, tiling_parameters
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.progress import Progress, ProgressCallback, ShouldCancel
 
@@ -70,6 +74,8 @@ def score_stack(
     device: str = "auto",
     lpips_weights: str | Path | None = None,
     batch_size: int = DEFAULT_LMD_BATCH_SIZE,
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> list[LmdResult]:
@@ -92,10 +98,16 @@ def score_stack(
         any sampling.
     batch_size : int
         Images per batched reverse process. Results do not depend on it: every image draws its
-        noise from its own generator seeded with ``config.seed``.
+        noise from its own generator seeded with ``config.seed`` (and, for a patch prior, every
+        batch draws the same tile offsets from ``config.seed``).
+    tiling : {"random-shift", "overlap"}
+        Patch priors only: how the image is covered by patches at each step
+        (:class:`~napari_klip.core.patches.TiledPrior`).
+    patch_batch : int, optional
+        Patch priors only: patches per network call (the memory budget).
     progress : callable, optional
         Called with a :class:`~napari_klip.core.progress.Progress` (``step``, ``total`` over all
-        batches) after every step.
+        batches) after every step; for a patch prior after every network call too, counting patches.
     should_cancel : callable, optional
         Polled after every step; returning true stops the run.
 
@@ -110,28 +122,34 @@ def score_stack(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    prior = resolve_prior(prior, device)
     config = config or LmdConfig()
-    config.validate(prior)
+    prior = resolve_prior(prior, device)
     checked = check_stack(images, prior.channels)
-    distance = make_distance(config.distance, prior=prior, lpips_weights=lpips_weights, device=prior.device)
-    model_images = torch.from_numpy(np.stack([to_prior_grid(image, prior) for image in checked]))
+    grid_hw = checked[0].shape[:2] if checked else prior.image_size
+
+    def sampling_prior() -> Any:  # a fresh tiling generator per batch: results do not depend on batch_size
+        return for_grid(prior, grid_hw, tiling=tiling, patch_batch=patch_batch, seed=config.seed)
+
+    grid_prior = sampling_prior()
+    config.validate(grid_prior)
+    distance = make_distance(config.distance, prior=grid_prior, lpips_weights=lpips_weights, device=prior.device)
+    model_images = torch.from_numpy(np.stack([to_prior_grid(image, grid_prior) for image in checked]))
 
     batches = [model_images[begin : begin + batch_size] for begin in range(0, len(checked), batch_size)]
     results: list[LmdResult] = []
-    steps_done = 0
-    for batch in batches:
-        offset = steps_done
+    for number, batch in enumerate(batches):
 
-        def report(update: Progress, offset: int = offset) -> None:
+        def report(update: Progress, number: int = number) -> None:  # in the update's unit: steps, or patches (patch priors)
             if progress is not None:
-                progress(Progress(offset + update.step, update.total * len(batches), update.elapsed_s))
+                progress(Progress(number * update.total + update.step, update.total * len(batches), update.elapsed_s))
 
-        reconstructions, scores = run_lmd(prior, batch, config, distance=distance, progress=report, should_cancel=should_cancel)
-        steps_done += reconstructions.network_calls
+        batch_prior = sampling_prior()
+        steps = len(respaced_timesteps(prior, config.num_steps, config.start_step))
+        report_tiles = tile_progress(batch_prior, batch.shape[0] * config.num_reconstructions, steps, report)
+        reconstructions, scores = run_lmd(batch_prior, batch, config, distance=distance, progress=report_tiles, should_cancel=should_cancel)
         for index in range(batch.shape[0]):
             image = checked[len(results)]
-            results.append(_result(prior, config, image, reconstructions, scores, index))
+            results.append(_result(batch_prior, config, image, reconstructions, scores, index))
     return results
 
 
@@ -142,6 +160,8 @@ def score_image(
     config: LmdConfig | None = None,
     device: str = "auto",
     lpips_weights: str | Path | None = None,
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> LmdResult:
@@ -151,7 +171,7 @@ def score_image(
     ----------
     image : array-like
         One ``(H, W)`` grey image (``(H, W, C)`` for a colour prior) in the prior's intensity units.
-    prior, config, device, lpips_weights, progress, should_cancel
+    prior, config, device, lpips_weights, tiling, patch_batch, progress, should_cancel
         As for :func:`score_stack`.
 
     Returns
@@ -160,7 +180,8 @@ def score_image(
     """
     prior = resolve_prior(prior, device)
     checked = check_image(image, prior.channels)
-    options = {"config": config, "device": device, "lpips_weights": lpips_weights, "progress": progress, "should_cancel": should_cancel}
+    options = {"config": config, "device": device, "lpips_weights": lpips_weights, "progress": progress, "should_cancel": should_cancel,
+               "tiling": tiling, "patch_batch": patch_batch}
     return score_stack(checked[None], prior, batch_size=1, **options)[0]
 
 
@@ -185,6 +206,7 @@ def _result(
         "batched_network_calls": reconstructions.network_calls,
         "images_in_batch": int(reconstructions.images.shape[0]),
         "batch_wall_time_s": round(reconstructions.wall_time_s, 3),
+        **tiling_parameters(prior),
     }
     return LmdResult(
         score=float(scores.scores[index]),

@@ -25,6 +25,7 @@ from ..core.options import (
     MASK_KINDS,
     OPERATOR_NAMES,
     PRECISIONS,
+    TILINGS,
     KlipConfig,
     LmdConfig,
     OperatorSettings,
@@ -57,6 +58,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help=f"sampling steps, respaced over the prior's schedule (default {KlipConfig.num_steps})")
     parser.add_argument("--seed", type=int, default=0)
     add_device_option(parser)
+    parser.add_argument("--tiling", choices=TILINGS, default=TILINGS[0],
+                        help="patch priors: cover the image at each step with non-overlapping patches on a grid shifted at "
+                             "random per step (random-shift, PaDIS) or with half-overlapping tiles blended by a window "
+                             f"(overlap, 4x the network calls). Default {TILINGS[0]}")
+    parser.add_argument("--patch-batch", type=positive_int,
+                        help="patch priors: patches per network call, the memory budget of a step (default: 262,144 pixels' worth, "
+                             "256 patches of 32x32)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -82,7 +90,7 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--consistency-weight", type=float, default=klip.consistency_weight,
                         help="consistency guidance: fraction of the residual's approximate inverse added to x0 "
                         f"(default {klip.consistency_weight:g})")
-    parser.add_argument("--block-size", type=int, help="block side on the prior's grid (default: ~16x16 blocks)")
+    parser.add_argument("--block-size", type=int, help="block side on the prior's grid, in image pixels for a patch prior (default: ~16x16 blocks)")
     parser.add_argument("--window", type=int, nargs=2, metavar=("START", "STOP"), help="step window (default: [65, 85) of 100, scaled)")
     parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, help="label rule: median-multiple:K | percentile:P | value:V")
 
@@ -143,6 +151,18 @@ def klip_operator(args: argparse.Namespace, image_size: tuple[int, int]):
     else:
         params = {}
     return build_operator(args.operator, image_size, params)
+
+
+def tiling_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``tiling`` and ``patch_batch``: how a patch prior runs on whole images."""
+    return {"tiling": args.tiling, "patch_batch": args.patch_batch}
+
+
+def working_grid_of(prior: Any, input_hw: tuple[int, ...]) -> tuple[int, int]:
+    """The grid operators are built for: the input's ``(H, W)`` for a patch prior, else the prior's image size."""
+    from ..core.patches import working_grid
+
+    return working_grid(prior, tuple(input_hw[:2]))
 
 
 def map_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,8 +227,8 @@ def score_klip(stack: np.ndarray, args: argparse.Namespace, prior: Any, descript
     from ..api.klip import score_stack
 
     with progress_bar(len(stack) * args.steps, description) as bar:
-        return score_stack(stack, prior, operator=klip_operator(args, prior.image_size), noise_sigma=args.noise_sigma,
-                           config=klip_config(args), progress=follow(bar), **map_options(args))
+        return score_stack(stack, prior, operator=klip_operator(args, working_grid_of(prior, stack.shape[1:])), noise_sigma=args.noise_sigma,
+                           config=klip_config(args), progress=follow(bar), **map_options(args), **tiling_options(args))
 
 
 def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str) -> list:
@@ -218,7 +238,7 @@ def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, descripti
     batches = -(-len(stack) // max(args.batch_size, 1))
     with progress_bar(batches * args.steps, description) as bar:
         return score_stack(stack, prior, config=lmd_config(args), lpips_weights=args.lpips_weights, batch_size=args.batch_size,
-                           progress=follow(bar))
+                           progress=follow(bar), **tiling_options(args))
 
 
 def write_tiff(path: Path, array: np.ndarray) -> None:

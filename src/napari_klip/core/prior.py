@@ -70,6 +70,12 @@ class PriorMetadata:
         True when the folder had no napari-klip metadata and defaults were assumed.
     format_version : int
         Version of this metadata format.
+    patch_size : int, optional
+        Set for a *patch prior* (``napari-klip train --patch-size``): the network was trained on
+        random ``patch_size``² crops of larger images (``image_size`` is then
+        ``(patch_size, patch_size)``) and is applied to whole images at their native size by
+        tiling (:mod:`napari_klip.core.patches`). ``None`` (older priors, foreign folders): a
+        whole-image prior, run on images resized to ``image_size``.
     """
 
     image_size: tuple[int, int]
@@ -79,6 +85,8 @@ class PriorMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     assumed_defaults: bool = False
     format_version: int = METADATA_FORMAT_VERSION
+    # --- patch priors (issue 14) ---
+    patch_size: int | None = None
 
     def __post_init__(self) -> None:
         low, high = (float(v) for v in self.intensity_range)
@@ -86,6 +94,16 @@ class PriorMetadata:
             raise ValueError(f"intensity_range must be two finite numbers with high > low, got {self.intensity_range!r}")
         object.__setattr__(self, "intensity_range", (low, high))
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        if self.patch_size is not None:
+            patch = int(self.patch_size)
+            if patch < 1 or self.image_size != (patch, patch):
+                raise ValueError(f"a patch prior's image_size must be (patch_size, patch_size), got {self.image_size} and {self.patch_size!r}")
+            object.__setattr__(self, "patch_size", patch)
+
+    @property
+    def is_patch_prior(self) -> bool:
+        """True for a patch prior (run on whole images by tiling), false for a whole-image prior."""
+        return self.patch_size is not None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (the content of ``napari_klip_prior.json``)."""
@@ -93,6 +111,8 @@ class PriorMetadata:
         data.pop("assumed_defaults")
         data["image_size"] = list(self.image_size)
         data["intensity_range"] = list(self.intensity_range)
+        if self.patch_size is None:
+            data.pop("patch_size")  # whole-image priors keep the metadata older napari-klip versions wrote
         return data
 
 
@@ -130,6 +150,11 @@ class DiffusionPrior:
     def image_size(self) -> tuple[int, int]:
         """``(H, W)`` of the images the network was trained on."""
         return self.metadata.image_size
+
+    @property
+    def is_patch_prior(self) -> bool:
+        """True when the network was trained on patches and runs on whole images by tiling."""
+        return self.metadata.is_patch_prior
 
     @property
     def channels(self) -> int:
@@ -384,6 +409,7 @@ def _metadata_for(folder: Path, unet: "UNet2DModel") -> PriorMetadata:
             training_data=str(data.get("training_data", "unknown")),
             training=dict(data.get("training", {})),
             format_version=int(data.get("format_version", METADATA_FORMAT_VERSION)),
+            patch_size=None if data.get("patch_size") is None else int(data["patch_size"]),
         )
     except (TypeError, ValueError) as error:
         raise PriorLoadError(folder, f"invalid '{METADATA_FILE}': {error}") from error
