@@ -61,3 +61,15 @@ def test_resume_refuses_another_patch_size(tmp_path):
     train_prior(images, tmp_path / "p", TrainingConfig(patch_size=16, network="tiny", steps=1, batch_size=2, checkpoint_every=100))
     with pytest.raises(ValueError, match="patch_size"):
         train_prior(images, tmp_path / "p", TrainingConfig(patch_size=8, network="tiny", steps=2, batch_size=2), resume=True)
+
+
+def test_the_bundled_microscopy_patch_prior_loads_by_name(tmp_path, monkeypatch):
+    from napari_klip.core.prior import MICROSCOPY_PRIOR_NAME, bundled_prior_path, resolve_prior
+
+    monkeypatch.chdir(tmp_path)  # no local folder of that name
+    prior = resolve_prior(MICROSCOPY_PRIOR_NAME, device="cpu")
+    assert prior.path == bundled_prior_path(MICROSCOPY_PRIOR_NAME)
+    assert prior.is_patch_prior and prior.metadata.patch_size == 32 and prior.metadata.intensity_range == (0.0, 255.0)
+    assert "skimage.data.cell()" in prior.metadata.training_data
+    with pytest.raises(ValueError, match="bundled"):
+        bundled_prior_path("nope")

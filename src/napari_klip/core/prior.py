@@ -527,13 +527,34 @@ def default_prior_path() -> Path:
     return Path(__file__).parents[1] / "data" / "priors" / DEFAULT_PRIOR_NAME
 
 
+#: The microscopy patch prior bundled with the package (``skimage.data.cell()``; ``docs/priors.md``).
+MICROSCOPY_PRIOR_NAME = "cell32-patch-tiny-cpu"
+#: Priors shipped inside the package, loadable by name (``--model cell32-patch-tiny-cpu``).
+BUNDLED_PRIORS = (DEFAULT_PRIOR_NAME, MICROSCOPY_PRIOR_NAME)
+
+
+def bundled_prior_path(name: str) -> Path:
+    """Folder of a prior shipped inside the package (one of :data:`BUNDLED_PRIORS`).
+
+    Raises
+    ------
+    ValueError
+        For a name that is not a bundled prior.
+    """
+    if name not in BUNDLED_PRIORS:
+        raise ValueError(f"no bundled prior named {name!r}; bundled: {', '.join(BUNDLED_PRIORS)}")
+    return default_prior_path().parent / name
+
+
 def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "auto") -> DiffusionPrior:
     """Accept a loaded prior or a folder path; ``None`` loads the bundled default prior.
 
     Parameters
     ----------
     prior : DiffusionPrior, str, Path or None
-        A loaded prior (returned as is), a prior folder, or ``None`` for :func:`default_prior_path`.
+        A loaded prior (returned as is), a prior folder, the name of a bundled prior
+        (:data:`BUNDLED_PRIORS`; a folder of that name in the working directory wins), or
+        ``None`` for :func:`default_prior_path`.
     device : str
         ``auto``, ``cuda``, ``mps`` or ``cpu``, for priors given as paths.
 
@@ -548,4 +569,6 @@ def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "au
         return prior
     if prior is not None and not isinstance(prior, (str, Path)):
         raise TypeError(f"prior must be a DiffusionPrior, a prior folder (str or Path) or None, got {type(prior).__name__} {prior!r}")
+    if prior is not None and str(prior) in BUNDLED_PRIORS and not Path(prior).exists():
+        prior = bundled_prior_path(str(prior))
     return load_prior(default_prior_path() if prior is None else prior, device=device)

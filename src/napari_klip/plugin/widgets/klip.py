@@ -14,6 +14,7 @@ from ...api.layers import klip_layer_data
 from ...api.measurements import MeasurementInfo
 from ...core.klip.scores import threshold_blocks
 from ...core.options import DEFAULT_THRESHOLD, GUIDANCE_MODES, THRESHOLD_RULES, KlipConfig, OperatorSettings
+from ...core.patches import working_grid
 from ._controls import OperatorControls, info_label
 from ._detector import DetectorWidget
 from ._layer_task import LayerInput
@@ -128,10 +129,12 @@ class KlipWidget(DetectorWidget):
 
         def one(image: Any, position: int, progress: Any) -> Any:
             seed = source.selection.seed_for(config.seed, source.selection.indices[position])
-            common = {"config": replace(config, seed=seed), "threshold": threshold, "progress": lambda update: progress(update.step), "should_cancel": should_cancel}
+            # in steps; a patch prior reports patches of steps × tiles, scaled back to steps here
+            report_steps = lambda update: progress(update.step * config.num_steps // max(update.total, 1))  # noqa: E731
+            common = {"config": replace(config, seed=seed), "threshold": threshold, "progress": report_steps, "should_cancel": should_cancel}
             if operator is not None:
                 return score_measurement(image, operator, prior, output_shape=info.image_shape, **common)
-            params = settings.operator_params(prior.image_size)
+            params = settings.operator_params(working_grid(prior, image.shape[:2]))
             return score_image(image, prior, operator=settings.name, operator_params=params, noise_sigma=noise_sigma, **common)
 
         return run_per_slice(source.slices, one, config.num_steps, report, should_cancel)
