@@ -51,3 +51,28 @@ def test_score_with_a_patch_prior_returns_a_native_resolution_heatmap(tmp_path):
     assert tiling["tiles_per_image_per_step"] == (256 // 16 + 1) * (320 // 16 + 1)
     assert tiling["network_batches"] == 2 * -(-tiling["tiles_per_image_per_step"] // 50)
     assert result["block_size"] == 16 and tifffile.imread(out / "reconstruction.tif").shape == (256, 320)
+
+
+def test_evaluate_with_a_patch_prior_measures_on_the_native_grid(tmp_path):
+    from dataclasses import replace
+
+    from napari_klip.core.prior import create_prior
+
+    prior = create_prior(16, network="tiny", intensity_range=(0.0, 255.0))
+    prior.metadata = replace(prior.metadata, patch_size=16)
+    prior.save(tmp_path / "patch")
+    rng = np.random.default_rng(1)
+    clean = rng.uniform(60, 80, (2, 24, 40)).astype(np.float32)
+    damaged, labels = clean.copy(), np.zeros(clean.shape, np.uint8)
+    damaged[:, 8:12, 20:26], labels[:, 8:12, 20:26] = 250.0, 1
+    for name, array in (("id", clean), ("ood", damaged), ("labels", labels)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", array, photometric="minisblack")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(tmp_path / "patch"), "--id", str(tmp_path / "id.tif"), "--ood", str(tmp_path / "ood.tif"),
+                 "--ood-labels", str(tmp_path / "labels.tif"), "--operator", "denoise", "--samples", "1", "--steps", "2",
+                 "--window", "0", "2", "--block-size", "4", "--device", "cpu", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["parameters"]["patch_prior"]["working_grid"] == [24, 40]
+    assert metrics["parameters"]["prior_image_size"] == [16, 16]
+    assert len(metrics["image_level_per_image"]) == 2 and 0.0 <= metrics["image_level_auc"] <= 1.0
+    assert set(metrics["baseline_image_level_auc"]) == {"centre", "local-contrast", "residual"}

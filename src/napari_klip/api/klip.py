@@ -169,7 +169,7 @@ def _finish(
         "operator": operator.describe(),
         "sampler": asdict(config),
         "prior": str(prior.path) if prior.path else None,
-        "prior_image_size": list(prior.image_size),
+        "prior_image_size": list(prior.metadata.image_size),
         "input_shape": list(input_shape),
         "device": str(prior.device),
         "network_calls": trace.network_calls,

@@ -199,7 +199,7 @@ def _result(
         "settings": asdict(config),
         "distance": scores.distance,
         "prior": str(prior.path) if prior.path else None,
-        "prior_image_size": list(prior.image_size),
+        "prior_image_size": list(prior.metadata.image_size),
         "input_shape": list(shape),
         "device": str(prior.device),
         "network_evaluations": reconstructions.evaluations_per_image,

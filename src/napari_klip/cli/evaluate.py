@@ -66,10 +66,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
             reconstructed = [r.reconstructions.mean(axis=0) for r in ood_results]
         else:
             score_maps, block = [r.score_map for r in ood_results], ood_results[0].block_size
-            on_grid = lambda masks: [mask_to_prior_grid(mask, prior.image_size) for mask in masks]  # noqa: E731
+            grid = tuple(ood_results[0].trace.energy.shape[-2:])  # the working grid: the prior's, or the input's for a patch prior
+            on_grid = lambda masks: [mask_to_prior_grid(mask, grid) for mask in masks]  # noqa: E731
             map_settings = {"block_size": block, "window": list(ood_results[0].window)}
-            seen = [resize_to_grid(r.observed, prior.image_size) for r in ood_results]
-            reconstructed = [resize_to_grid(r.reconstruction, prior.image_size) for r in ood_results]
+            seen = [resize_to_grid(r.observed, grid) for r in ood_results]
+            reconstructed = [resize_to_grid(r.reconstruction, grid) for r in ood_results]
         id_scores, ood_scores = [r.score for r in id_results], [r.score for r in ood_results]
         metrics: dict[str, Any] = {
             "method": args.method,
