@@ -7,6 +7,7 @@ posterior sample and a few steps.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -167,22 +168,35 @@ def test_lmd_gives_a_heatmap_and_reconstructions(viewer, qtbot):
     assert "mse" in widget.status.value
 
 
-def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
+def train_then_klip(viewer, qtbot, folder, **fields):
+    """Train a prior on the CT sample with the Train widget (``fields`` set on it), then run KLIP with it."""
     viewer.open_sample(PLUGIN, "ct_lesions")
     train = dock(viewer, "Train prior")
     train.layers.value = [viewer.layers["CT slices with lesions"]]
-    train.output.value = tmp_path / "prior"
-    train.image_size.value, train.steps.value, train.batch_size.value = 16, 3, 4
+    train.output.value = folder
+    for name, value in fields.items():
+        getattr(train, name).value = value
     run_and_wait(qtbot, train)
-    assert (tmp_path / "prior" / "napari_klip_prior.json").is_file() and "Prior saved" in train.status.value
-
+    assert (folder / "napari_klip_prior.json").is_file() and "Prior saved" in train.status.value
     klip = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"], "current slice")
     klip.prior.source.value = "folder"
-    klip.prior.folder.value = tmp_path / "prior"
+    klip.prior.folder.value = folder
     run_and_wait(qtbot, klip)
     assert viewer.layers["CT slices with lesions KLIP heatmap"].data.shape == (8, 28, 28)
+    return klip
+
+
+def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
+    klip = train_then_klip(viewer, qtbot, tmp_path / "prior", image_size=16, steps=3, batch_size=4)
     # image pixels of the 28² slices; default: the 16² prior's 1-px block scaled to 28² (1.75), nearest divisor
     assert klip.block_size.choices == (1, 2, 4, 7, 14, 28) and klip.block_size.value == 2
+
+
+def test_train_a_patch_prior_and_score_at_native_size(viewer, qtbot, tmp_path):
+    klip = train_then_klip(viewer, qtbot, tmp_path / "patch", patch_size=16, steps=2, batch_size=4)
+    metadata = json.loads((tmp_path / "patch" / "napari_klip_prior.json").read_text())
+    assert metadata["patch_size"] == 16 and metadata["image_size"] == [16, 16]
+    assert klip.block_size.choices == (1, 2, 4, 7, 14, 28)  # blocks of the slices' own 28² grid, not the 16² patch
 
 
 def start_long_klip_run(viewer):

@@ -17,7 +17,9 @@ input's units. Images whose size differs from the prior's are resized to it (lin
 for scoring, and every image-space output is resized back to the input's shape (heatmap linearly,
 labels by nearest neighbour); ``result.parameters["resized"]`` says so. Block sizes count input
 pixels: the energy is resized to the input's grid before blocks are summed
-(:func:`~napari_klip.core.klip.block_score_map`).
+(:func:`~napari_klip.core.klip.block_score_map`). With a patch prior (``napari-klip train
+--patch-size``) images are scored at their native size instead: the network runs by tiles
+(:mod:`napari_klip.core.patches`) and operators are built for the input's grid.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from ..core.klip import (
 )
 from ..core.operators import Operator, build_operator
 from ..core.batching import batch_sizes, resolve_batch_images
-from ..core.options import DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, check_batch_images
+from ..core.options import DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, TILINGS, check_batch_images
+from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameters, working_grid
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.progress import Progress, ProgressCallback, ShouldCancel, drive
 
@@ -138,11 +141,11 @@ def _maps(trace: KlipTrace, input_hw: tuple[int, int], block_size: int, window: 
 
 
 def _check_scoring(
-    prior: DiffusionPrior, config: KlipConfig, input_hw: tuple[int, int], block_size: int, window: tuple[int, int], threshold: str
+    grid: tuple[int, int], config: KlipConfig, input_hw: tuple[int, int], block_size: int, window: tuple[int, int], threshold: str
 ) -> None:
-    """Fail before sampling on a block size, window or threshold rule that scoring would reject."""
+    """Fail before sampling on a block size, window or threshold rule that scoring would reject (energy on ``grid``)."""
     steps = config.stop_after_step or config.num_steps
-    block_score_map(np.zeros((steps, *prior.image_size), np.float32), block_size, window, shape=input_hw)
+    block_score_map(np.zeros((steps, *grid), np.float32), block_size, window, shape=input_hw)
     threshold_blocks(np.zeros(1), threshold)
 
 
@@ -160,33 +163,46 @@ def _score_batches(
     window: tuple[int, int] | None = None,
     threshold: str = DEFAULT_THRESHOLD,
     mapping: IntensityMapping | None = None,
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
+    grid: tuple[int, int] | None = None,
 ) -> list[KlipResult]:
     """Sample ``measurements`` (each ``(1, C, ...)``, model units) ``batch_images`` at a time; item ``i`` uses seed ``config.seed + i``.
 
     Progress counts image-steps: after step ``k`` of a batch of ``n`` images that starts at image
-    ``b``, ``b·K + k·n`` of ``N·K``. ``mapping`` takes outputs back to the input's intensity units
-    (identity when not given). The default block size follows each input's shape.
+    ``b``, ``b·K + k·n`` of ``N·K``; with a patch prior it counts patches (steps × tiles × samples
+    per image) and moves after every network call. ``mapping`` takes outputs back to the input's
+    intensity units (identity when not given). The default block size follows each input's shape.
+    A patch prior runs on ``grid`` (default: the inputs' own grid; all inputs share one shape), its
+    tile offsets drawn from seed ``config.seed + b`` for the batch that starts at image ``b``.
     """
     window = default_window(config.num_steps) if window is None else window
-    blocks = [default_image_block_size(prior.image_size, tuple(shape[:2])) if block_size is None else block_size for shape in input_shapes]
-    for shape, block in dict(zip((tuple(shape[:2]) for shape in input_shapes), blocks)).items():
-        _check_scoring(prior, config, shape, block, window, threshold)
+    grids = [tuple(grid) if grid is not None else working_grid(prior, tuple(shape[:2])) for shape in input_shapes]
+    blocks = [default_image_block_size(grid, tuple(shape[:2])) if block_size is None else block_size
+              for grid, shape in zip(grids, input_shapes, strict=True)]
+    for grid, shape, block in {(grid, tuple(shape[:2]), block) for grid, shape, block in zip(grids, input_shapes, blocks, strict=True)}:
+        _check_scoring(grid, config, shape, block, window, threshold)
     mapping = mapping or IntensityMapping("none", None, None, prior.metadata.intensity_range)
     count, steps = len(measurements), config.stop_after_step or config.num_steps
     size = resolve_batch_images(batch_images, prior, config.num_samples, count, with_gradients=config.guidance == "dps")
     results: list[KlipResult] = []
     for begin, end in batch_sizes(count, size):
-        def report(update: Progress, begin: int = begin, images: int = end - begin) -> None:
-            if progress is not None:
-                progress(Progress(begin * steps + update.step * images, steps * count, update.elapsed_s))
+        batch_prior = for_grid(prior, grids[begin], tiling=tiling, patch_batch=patch_batch, seed=config.seed + begin)
+        units = 1 if isinstance(batch_prior, TiledPrior) else end - begin  # patches, or image-steps per batch step
 
+        def report(update: Progress, begin: int = begin, images: int = end - begin, units: int = units) -> None:
+            if progress is not None:
+                per_image = update.total * units // images
+                progress(Progress(begin * per_image + update.step * units, per_image * count, update.elapsed_s))
+
+        report_tiles = tile_progress(batch_prior, (end - begin) * config.num_samples, steps, report)
         batch = torch.cat(measurements[begin:end])
         seeds = [config.seed + index for index in range(begin, end)]
-        traces = drive(iter_klip_batch(prior, operator, batch, config, seeds), report, should_cancel)
+        traces = drive(iter_klip_batch(batch_prior, operator, batch, config, seeds), report_tiles, should_cancel)
         for offset, trace in enumerate(traces):
             item = {**extra, "images_in_batch": end - begin}
             index = begin + offset
-            results.append(_result(prior, operator, measurements[index], input_shapes[index], trace,
+            results.append(_result(batch_prior, operator, measurements[index], input_shapes[index], trace,
                                    blocks[index], window, threshold, item, mapping))
     return results
 
@@ -217,7 +233,7 @@ def _result(
         "operator": operator.describe(),
         "sampler": trace.config,
         "prior": str(prior.path) if prior.path else None,
-        "prior_image_size": list(prior.image_size),
+        "prior_image_size": list(prior.metadata.image_size),
         "input_shape": list(input_shape),
         "device": str(prior.device),
         "precision": prior.precision,
@@ -226,6 +242,7 @@ def _result(
         "intensity": mapping.describe(),
         "resized": resized,
         "notes": mapping.notes() + ([resize_note(resized)] if resized else []),
+        **tiling_parameters(prior),
         **extra,
     }
     return KlipResult(
@@ -252,10 +269,11 @@ def _simulated_measurement(
     prior: DiffusionPrior, operator: Operator, image: np.ndarray, noise_sigma: float, seed: int, mapping: IntensityMapping
 ) -> Any:
     """``(1, C, ...)`` model-unit measurement of one checked image (mapped to the prior's units), its noise seeded by ``seed``."""
-    model_image = torch.from_numpy(to_prior_grid(mapping.apply(image), prior))[None]
+    grid_prior = for_grid(prior, image.shape[:2])  # the prior itself, or a patch prior on the image's own grid
+    model_image = torch.from_numpy(to_prior_grid(mapping.apply(image), grid_prior))[None]
     intensity_image = prior.from_model_range(model_image)
     measurement = operator.simulate(intensity_image.double(), noise_sigma=noise_sigma, seed=seed).float()
-    return measurement_to_model_range(prior, operator, measurement)
+    return measurement_to_model_range(grid_prior, operator, measurement)
 
 
 def _given_measurement(prior: DiffusionPrior, operator: Operator, measurement: Any) -> Any:
@@ -284,6 +302,8 @@ def score_image(
     threshold: str = DEFAULT_THRESHOLD,
     device: str = "auto",
     intensity: str | tuple[float, float] | IntensityMapping = "auto",
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:
@@ -297,7 +317,8 @@ def score_image(
     prior : DiffusionPrior, str or Path
         A loaded prior or a prior folder.
     operator : Operator or {"ct", "blur", "inpaint", "denoise", "downsample"}
-        The forward model; by name it is built for the prior's image size with ``operator_params``.
+        The forward model; by name it is built with ``operator_params`` for the working grid: the
+        prior's image size, or the input's size for a patch prior.
     operator_params : dict, optional
         E.g. ``{"n_views": 24}`` for CT, ``{"kernel_size": 9, "sigma": 2}`` for blur.
     noise_sigma : float
@@ -320,6 +341,11 @@ def score_image(
         percentiles), ``"none"`` takes the image as it is, ``(LOW, HIGH)`` maps those input
         values to the ends of the prior's ``intensity_range``. ``result.parameters["intensity"]``
         records the mapping.
+    tiling : {"random-shift", "overlap"}
+        Patch priors only: how the image is covered by patches at each step
+        (:class:`~napari_klip.core.patches.TiledPrior`).
+    patch_batch : int, optional
+        Patch priors only: patches per network call (the memory budget of a step).
     progress, should_cancel : callable, optional
         Called with a :class:`~napari_klip.core.progress.Progress` after every step; cancel check
         polled after every step.
@@ -338,8 +364,8 @@ def score_image(
     prior = resolve_prior(prior, device)
     array = check_image(image, prior.channels)
     return score_stack(array[None], prior, operator=operator, operator_params=operator_params, noise_sigma=noise_sigma, config=config,
-                       block_size=block_size, window=window, threshold=threshold, intensity=intensity, progress=progress,
-                       should_cancel=should_cancel)[0]
+                       block_size=block_size, window=window, threshold=threshold, intensity=intensity, tiling=tiling,
+                       patch_batch=patch_batch, progress=progress, should_cancel=should_cancel)[0]
 
 
 def score_measurement(
@@ -353,6 +379,8 @@ def score_measurement(
     threshold: str = DEFAULT_THRESHOLD,
     device: str = "auto",
     output_shape: tuple[int, int] | None = None,
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:
@@ -365,10 +393,12 @@ def score_measurement(
         ``(n_views, n_detectors)``), in the intensity units of the prior's metadata (the
         measurement of an image in those units).
     operator : Operator
-        Built for the prior's image size (e.g. ``SparseViewCT(prior.image_size, angles=...)``).
+        Built for the prior's image size (e.g. ``SparseViewCT(prior.image_size, angles=...)``); for
+        a patch prior, for the image grid it measured (the working grid is then the operator's
+        ``image_size()``, else ``output_shape``).
     output_shape : tuple of int, optional
-        Shape of the image-space outputs; the prior's image size by default.
-    prior, config, block_size, window, threshold, device, progress, should_cancel
+        Shape of the image-space outputs; the working grid by default.
+    prior, config, block_size, window, threshold, device, tiling, patch_batch, progress, should_cancel
         As for :func:`score_image`.
 
     Returns
@@ -378,10 +408,10 @@ def score_measurement(
     prior = resolve_prior(prior, device)
     config = config or KlipConfig()
     config.validate(prior.num_train_timesteps)
-    shape = tuple(output_shape) if output_shape is not None else tuple(prior.image_size)
+    grid, shape = _measured_grid(prior, operator, output_shape)
     return _score_batches(
-        prior, operator, [_given_measurement(prior, operator, measurement)], [shape], config, {"measurement": "given"}, 1,
-        progress, should_cancel, block_size, window, threshold,
+        prior, operator, [_given_measurement(for_grid(prior, grid), operator, measurement)], [shape], config, {"measurement": "given"}, 1,
+        progress, should_cancel, block_size, window, threshold, tiling=tiling, patch_batch=patch_batch, grid=grid,
     )[0]
 
 
@@ -415,7 +445,7 @@ def score_stack(
         after every step.
     **options
         ``operator``, ``operator_params``, ``noise_sigma``, ``block_size``, ``window``,
-        ``threshold``, ``device``, ``intensity``: as for :func:`score_image`.
+        ``threshold``, ``device``, ``intensity``, ``tiling``, ``patch_batch``: as for :func:`score_image`.
 
     Returns
     -------
@@ -431,7 +461,8 @@ def score_stack(
     config = config or KlipConfig()
     config.validate(prior.num_train_timesteps)
     stack = check_stack(images, prior.channels)
-    operator = build_operator(options.pop("operator", "ct"), prior.image_size, options.pop("operator_params", None))
+    grid = working_grid(prior, stack[0].shape[:2]) if stack else tuple(prior.image_size)
+    operator = build_operator(options.pop("operator", "ct"), grid, options.pop("operator_params", None))
     noise_sigma = options.pop("noise_sigma", 0.0)
     mapping = resolve_intensity(np.stack(stack), prior.metadata, options.pop("intensity", "auto"))
     measurements = [_simulated_measurement(prior, operator, image, noise_sigma, config.seed + index, mapping)
@@ -459,14 +490,27 @@ def score_measurements(
 
     Measurement ``i`` uses seed ``config.seed + i``; ``config``, ``batch_images``, ``progress``
     and ``should_cancel`` are those of :func:`score_stack`, ``output_shape`` and the other
-    ``options`` (``block_size``, ``window``, ``threshold``) those of :func:`score_measurement`.
+    ``options`` (``block_size``, ``window``, ``threshold``, ``tiling``, ``patch_batch``) those of
+    :func:`score_measurement`.
     """
     check_batch_images(batch_images)
     prior = resolve_prior(prior, device)
     config = config or KlipConfig()
     config.validate(prior.num_train_timesteps)
-    items = [_given_measurement(prior, operator, item) for item in np.asarray(measurements)]
-    shape = tuple(output_shape) if output_shape is not None else tuple(prior.image_size)
+    grid, shape = _measured_grid(prior, operator, output_shape)
+    items = [_given_measurement(for_grid(prior, grid), operator, item) for item in np.asarray(measurements)]
     return _score_batches(
-        prior, operator, items, [shape] * len(items), config, {"measurement": "given"}, batch_images, progress, should_cancel, **options,
+        prior, operator, items, [shape] * len(items), config, {"measurement": "given"}, batch_images, progress, should_cancel,
+        grid=grid, **options,
     )
+
+
+def _measured_grid(prior: DiffusionPrior, operator: Operator, output_shape: tuple[int, ...] | None) -> tuple[tuple[int, int], tuple[int, ...]]:
+    """The working grid of given measurements and the shape of their image-space outputs.
+
+    The grid is the prior's image size, or for a patch prior the grid the operator measured
+    (``operator.image_size()``, else ``output_shape``); outputs take ``output_shape``, else the grid.
+    """
+    measured = operator.image_size() or (tuple(output_shape)[:2] if output_shape is not None else tuple(prior.image_size))
+    grid = working_grid(prior, tuple(measured))
+    return grid, (tuple(output_shape) if output_shape is not None else tuple(grid))

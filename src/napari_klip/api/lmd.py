@@ -11,9 +11,10 @@ Example
 
 Intensities are mapped to the prior's units by the ``intensity`` rule
 (:mod:`napari_klip.core.intensity`; ``"auto"`` by default) and the reconstructions come back in the
-input's units. Images whose size differs from the prior's are resized to it for scoring; the
-heatmap, masks and reconstructions are resized back to the input's shape, and
-``result.parameters["resized"]`` says so. Inputs are never modified.
+input's units. With a whole-image prior, images whose size differs from the prior's are resized to
+it for scoring; the heatmap, masks and reconstructions are resized back to the input's shape, and
+``result.parameters["resized"]`` says so. With a patch prior images are scored at their native
+size, the network running by tiles (:mod:`napari_klip.core.patches`). Inputs are never modified.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ import torch
 from ..core.grid import check_image, check_stack, resize_note, resize_record, to_input_grid, to_prior_grid
 from ..core.intensity import IntensityMapping, resolve_intensity
 from ..core.lmd import LmdConfig, LmdReconstructions, LmdScores, run_lmd
+from ..core.diffusion import respaced_timesteps
 from ..core.lmd.distances import make_distance
 from ..core.batching import batch_sizes, resolve_batch_images
-from ..core.options import DEFAULT_LMD_BATCH_SIZE, check_batch_images
+from ..core.options import DEFAULT_LMD_BATCH_SIZE, TILINGS, check_batch_images
+from ..core.patches import for_grid, tile_progress, tiling_parameters
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.progress import Progress, ProgressCallback, ShouldCancel
 
@@ -78,6 +81,8 @@ def score_stack(
     batch_images: int | str | None = None,
     batch_size: int | str | None = None,
     intensity: str | tuple[float, float] | IntensityMapping = "auto",
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> list[LmdResult]:
@@ -103,15 +108,21 @@ def score_stack(
         reconstructions (default ``DEFAULT_LMD_BATCH_SIZE``, 8; ``"auto"``: as many as a memory budget
         allows, :mod:`napari_klip.core.batching`). Results do not depend on it beyond the float
         rounding of the network's batch-size-dependent kernels: every image draws its noise from
-        its own generator seeded with ``config.seed``.
+        its own generator seeded with ``config.seed`` (and, for a patch prior, every batch
+        draws the same tile offsets from ``config.seed``).
     batch_size : int or "auto", optional
         The older name of ``batch_images``; give one of them.
     intensity : {"auto", "none"}, tuple of float or IntensityMapping
         How the images' intensities reach the prior's units, as for
         :func:`napari_klip.api.klip.score_image`.
+    tiling : {"random-shift", "overlap"}
+        Patch priors only: how the image is covered by patches at each step
+        (:class:`~napari_klip.core.patches.TiledPrior`).
+    patch_batch : int, optional
+        Patch priors only: patches per network call (the memory budget).
     progress : callable, optional
         Called with a :class:`~napari_klip.core.progress.Progress` (``step``, ``total`` over all
-        batches) after every step.
+        batches) after every step; for a patch prior after every network call too, counting patches.
     should_cancel : callable, optional
         Polled after every step; returning true stops the run.
 
@@ -128,30 +139,36 @@ def score_stack(
         raise TypeError("give batch_images or its older name batch_size, not both")
     name, given = ("batch_size", batch_size) if batch_size is not None else ("batch_images", batch_images)
     requested = DEFAULT_LMD_BATCH_SIZE if given is None else check_batch_images(given, name)
-    prior = resolve_prior(prior, device)
     config = config or LmdConfig()
-    config.validate(prior)
+    prior = resolve_prior(prior, device)
     checked = check_stack(images, prior.channels)
     mapping = resolve_intensity(np.stack(checked), prior.metadata, intensity)
-    distance = make_distance(config.distance, prior=prior, lpips_weights=lpips_weights, device=prior.device)
-    model_images = torch.from_numpy(np.stack([to_prior_grid(mapping.apply(image), prior) for image in checked]))
+    grid_hw = checked[0].shape[:2] if checked else prior.image_size
+
+    def sampling_prior() -> Any:  # a fresh tiling generator per batch: results do not depend on batch_images
+        return for_grid(prior, grid_hw, tiling=tiling, patch_batch=patch_batch, seed=config.seed)
+
+    grid_prior = sampling_prior()
+    config.validate(grid_prior)
+    distance = make_distance(config.distance, prior=grid_prior, lpips_weights=lpips_weights, device=prior.device)
+    model_images = torch.from_numpy(np.stack([to_prior_grid(mapping.apply(image), grid_prior) for image in checked]))
 
     size = resolve_batch_images(requested, prior, config.num_reconstructions, len(checked))
     batches = [model_images[begin:end] for begin, end in batch_sizes(len(checked), size)]
     results: list[LmdResult] = []
-    steps_done = 0
-    for batch in batches:
-        offset = steps_done
+    for number, batch in enumerate(batches):
 
-        def report(update: Progress, offset: int = offset) -> None:
+        def report(update: Progress, number: int = number) -> None:  # in the update's unit: steps, or patches (patch priors)
             if progress is not None:
-                progress(Progress(offset + update.step, update.total * len(batches), update.elapsed_s))
+                progress(Progress(number * update.total + update.step, update.total * len(batches), update.elapsed_s))
 
-        reconstructions, scores = run_lmd(prior, batch, config, distance=distance, progress=report, should_cancel=should_cancel)
-        steps_done += reconstructions.network_calls
+        batch_prior = sampling_prior()
+        steps = len(respaced_timesteps(prior, config.num_steps, config.start_step))
+        report_tiles = tile_progress(batch_prior, batch.shape[0] * config.num_reconstructions, steps, report)
+        reconstructions, scores = run_lmd(batch_prior, batch, config, distance=distance, progress=report_tiles, should_cancel=should_cancel)
         for index in range(batch.shape[0]):
             image = checked[len(results)]
-            results.append(_result(prior, config, image, reconstructions, scores, index, mapping))
+            results.append(_result(batch_prior, config, image, reconstructions, scores, index, mapping))
     return results
 
 
@@ -163,6 +180,8 @@ def score_image(
     device: str = "auto",
     lpips_weights: str | Path | None = None,
     intensity: str | tuple[float, float] | IntensityMapping = "auto",
+    tiling: str = TILINGS[0],
+    patch_batch: int | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> LmdResult:
@@ -172,7 +191,7 @@ def score_image(
     ----------
     image : array-like
         One ``(H, W)`` grey image (``(H, W, C)`` for a colour prior) in its own intensity units.
-    prior, config, device, lpips_weights, intensity, progress, should_cancel
+    prior, config, device, lpips_weights, intensity, tiling, patch_batch, progress, should_cancel
         As for :func:`score_stack`.
 
     Returns
@@ -182,7 +201,7 @@ def score_image(
     prior = resolve_prior(prior, device)
     checked = check_image(image, prior.channels)
     options = {"config": config, "device": device, "lpips_weights": lpips_weights, "intensity": intensity,
-               "progress": progress, "should_cancel": should_cancel}
+               "tiling": tiling, "patch_batch": patch_batch, "progress": progress, "should_cancel": should_cancel}
     return score_stack(checked[None], prior, batch_images=1, **options)[0]
 
 
@@ -202,7 +221,7 @@ def _result(
         "settings": asdict(config),
         "distance": scores.distance,
         "prior": str(prior.path) if prior.path else None,
-        "prior_image_size": list(prior.image_size),
+        "prior_image_size": list(prior.metadata.image_size),
         "input_shape": list(shape),
         "device": str(prior.device),
         "precision": prior.precision,
@@ -213,6 +232,7 @@ def _result(
         "intensity": mapping.describe(),
         "resized": resized,
         "notes": mapping.notes() + ([resize_note(resized)] if resized else []),
+        **tiling_parameters(prior),
     }
     return LmdResult(
         score=float(scores.scores[index]),

@@ -28,6 +28,7 @@ from ..core.options import (
     MASK_KINDS,
     OPERATOR_NAMES,
     PRECISIONS,
+    TILINGS,
     KlipConfig,
     LmdConfig,
     OperatorSettings,
@@ -108,6 +109,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="run the network through torch.compile: minutes to compile, then faster for long runs "
                         "(docs/benchmarks.md)")
     add_intensity_options(parser)
+    parser.add_argument("--tiling", choices=TILINGS, default=TILINGS[0],
+                        help="patch priors: cover the image at each step with non-overlapping patches on a grid shifted at "
+                             "random per step (random-shift, PaDIS) or with half-overlapping tiles blended by a window "
+                             f"(overlap, 4x the network calls). Default {TILINGS[0]}")
+    parser.add_argument("--patch-batch", type=positive_int,
+                        help="patch priors: patches per network call, the memory budget of a step (default: 262,144 pixels' worth, "
+                             "256 patches of 32x32)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
@@ -134,7 +142,7 @@ def add_klip_options(parser: argparse.ArgumentParser) -> None:
                         help="consistency guidance: fraction of the residual's approximate inverse added to x0 "
                         f"(default {klip.consistency_weight:g})")
     parser.add_argument("--block-size", type=int, help="block side in input pixels, dividing both image sides (default: "
-                        "~16x16 blocks); for a prior of another size the energy is resized to the input's grid first")
+                        "~16x16 blocks); for a whole-image prior of another size the energy is resized to the input's grid first")
     parser.add_argument("--window", type=int, nargs=2, metavar=("START", "STOP"), help="step window (default: [65, 85) of 100, scaled)")
     parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, help="label rule: median-multiple:K | percentile:P | value:V")
 
@@ -193,6 +201,18 @@ def klip_operator(args: argparse.Namespace, image_size: tuple[int, int]):
     else:
         params = {}
     return build_operator(args.operator, image_size, params)
+
+
+def tiling_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``tiling`` and ``patch_batch``: how a patch prior runs on whole images."""
+    return {"tiling": args.tiling, "patch_batch": args.patch_batch}
+
+
+def working_grid_of(prior: Any, input_hw: tuple[int, ...]) -> tuple[int, int]:
+    """The grid operators are built for: the input's ``(H, W)`` for a patch prior, else the prior's image size."""
+    from ..core.patches import working_grid
+
+    return working_grid(prior, tuple(input_hw[:2]))
 
 
 def map_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -265,9 +285,9 @@ def score_klip(stack: np.ndarray, args: argparse.Namespace, prior: Any, descript
     from ..api.klip import score_stack
 
     with progress_bar(len(stack) * args.steps, description) as bar:
-        return score_stack(stack, prior, operator=klip_operator(args, prior.image_size), noise_sigma=args.noise_sigma,
+        return score_stack(stack, prior, operator=klip_operator(args, working_grid_of(prior, stack.shape[1:])), noise_sigma=args.noise_sigma,
                            config=klip_config(args), batch_images=klip_batch_images(args), progress=follow(bar),
-                           intensity=intensity or intensity_option(args), **map_options(args))
+                           intensity=intensity or intensity_option(args), **map_options(args), **tiling_options(args))
 
 
 def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, description: str, intensity: Any = None) -> list:
@@ -277,7 +297,7 @@ def score_lmd(stack: np.ndarray, args: argparse.Namespace, prior: Any, descripti
     batch = DEFAULT_LMD_BATCH_SIZE if args.batch_images is None else args.batch_images
     with progress_bar(args.steps, description) as bar:  # the first update sets the total (batches × steps)
         return score_stack(stack, prior, config=lmd_config(args), lpips_weights=args.lpips_weights, batch_images=batch,
-                           intensity=intensity or intensity_option(args), progress=follow(bar))
+                           intensity=intensity or intensity_option(args), progress=follow(bar), **tiling_options(args))
 
 
 def print_notes(parameters: dict[str, Any]) -> None:

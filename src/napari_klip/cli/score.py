@@ -23,6 +23,8 @@ from ._common import (
     score_klip,
     scoring_prior,
     staged_results,
+    tiling_options,
+    working_grid_of,
     write_result_json,
     write_tiff,
 )
@@ -56,13 +58,13 @@ def run_score(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         prior = scoring_prior(args)
         if args.measurement is not None:
-            operator = klip_operator(args, prior.image_size)
             shape = tuple(read_stack(args.input, "--input").shape[1:]) if args.input else tuple(prior.image_size)
+            operator = klip_operator(args, working_grid_of(prior, shape))
             measurements = read_stack(args.measurement, "--measurement")
             with progress_bar(len(measurements) * args.steps, "scoring") as bar:
                 results = score_measurements(measurements, operator, prior, config=klip_config(args), output_shape=shape,
                                              batch_images=klip_batch_images(args), progress=follow(bar),
-                                             **map_options(args))
+                                             **map_options(args), **tiling_options(args))
         else:
             results = score_klip(read_stack(args.input, "--input"), args, prior, "scoring")
         _write_score_outputs(staging, results, start, args.out)

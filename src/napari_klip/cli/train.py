@@ -25,6 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, type=Path, help="output folder (the prior, checkpoint.pt, training_log.json)")
     train.add_argument("--image-size", type=positive_int, default=defaults.image_size, help=f"side of the square training images (default {defaults.image_size})")
     train.add_argument("--size-mode", choices=SIZE_MODES, default=defaults.size_mode)
+    train.add_argument("--patch-size", type=positive_int, metavar="P",
+                       help="train a patch prior on random P×P crops of the full-size images (replaces --image-size and "
+                            "--size-mode); KLIP and LMD then score images of any size at native resolution")
     train.add_argument("--network", choices=tuple(NETWORK_PRESETS), default=defaults.network, help=f"network size (default {defaults.network})")
     train.add_argument("--steps", type=positive_int, default=defaults.steps)
     train.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
@@ -74,6 +77,7 @@ def run_train(args: argparse.Namespace) -> int:
         intensity_range=tuple(args.intensity_range) if args.intensity_range else None,
         horizontal_flip=args.flip,
         precision=args.precision,
+        patch_size=args.patch_size,
         training_data=args.description or f"{args.data}{_label_note(args.labels)} ({len(images)} images)",
     )
     steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)

@@ -47,6 +47,13 @@ AGGREGATES = ("median", "mean")
 METHODS = ("klip", "lmd")
 #: How training images of another size reach the training size.
 SIZE_MODES = ("resize", "random-crop", "center-crop")
+#: How a patch prior covers a whole image at each reverse step (:mod:`napari_klip.core.patches`):
+#: non-overlapping tiles on a grid shifted at random per step (PaDIS; the default, one network
+#: evaluation per pixel), or tiles at half-patch stride blended by a window (four per pixel).
+TILINGS = ("random-shift", "overlap")
+#: Input pixels per network call when a patch prior runs by tiles (the memory budget of a step):
+#: 256 patches of 32², 64 of 64².
+DEFAULT_PATCH_BATCH_PIXELS = 256 * 32 * 32
 #: Images per batched LMD reverse process in the API and the command line.
 DEFAULT_LMD_BATCH_SIZE = 8
 #: Images per batched KLIP sampling run by default (1: one image after another, as before batching).

@@ -75,6 +75,12 @@ class PriorMetadata:
         std, percentiles; :func:`napari_klip.core.intensity.training_statistics`), empty for
         priors trained before they were recorded. Inputs are mapped to the prior's units with
         them (:mod:`napari_klip.core.intensity`).
+    patch_size : int, optional
+        Set for a *patch prior* (``napari-klip train --patch-size``): the network was trained on
+        random ``patch_size``² crops of larger images (``image_size`` is then
+        ``(patch_size, patch_size)``) and is applied to whole images at their native size by
+        tiling (:mod:`napari_klip.core.patches`). ``None`` (older priors, foreign folders): a
+        whole-image prior, run on images resized to ``image_size``.
     """
 
     image_size: tuple[int, int]
@@ -86,6 +92,8 @@ class PriorMetadata:
     format_version: int = METADATA_FORMAT_VERSION
     # --- input intensities (issue 14); optional, so older metadata files load unchanged ---
     intensity_stats: dict[str, Any] = field(default_factory=dict)
+    # --- patch priors (issue 14) ---
+    patch_size: int | None = None
 
     def __post_init__(self) -> None:
         low, high = (float(v) for v in self.intensity_range)
@@ -93,6 +101,16 @@ class PriorMetadata:
             raise ValueError(f"intensity_range must be two finite numbers with high > low, got {self.intensity_range!r}")
         object.__setattr__(self, "intensity_range", (low, high))
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        if self.patch_size is not None:
+            patch = int(self.patch_size)
+            if patch < 1 or self.image_size != (patch, patch):
+                raise ValueError(f"a patch prior's image_size must be (patch_size, patch_size), got {self.image_size} and {self.patch_size!r}")
+            object.__setattr__(self, "patch_size", patch)
+
+    @property
+    def is_patch_prior(self) -> bool:
+        """True for a patch prior (run on whole images by tiling), false for a whole-image prior."""
+        return self.patch_size is not None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (the content of ``napari_klip_prior.json``)."""
@@ -100,6 +118,8 @@ class PriorMetadata:
         data.pop("assumed_defaults")
         data["image_size"] = list(self.image_size)
         data["intensity_range"] = list(self.intensity_range)
+        if self.patch_size is None:
+            data.pop("patch_size")  # whole-image priors keep the metadata older napari-klip versions wrote
         return data
 
 
@@ -139,6 +159,11 @@ class DiffusionPrior:
     def image_size(self) -> tuple[int, int]:
         """``(H, W)`` of the images the network was trained on."""
         return self.metadata.image_size
+
+    @property
+    def is_patch_prior(self) -> bool:
+        """True when the network was trained on patches and runs on whole images by tiling."""
+        return self.metadata.is_patch_prior
 
     @property
     def channels(self) -> int:
@@ -423,6 +448,7 @@ def _metadata_for(folder: Path, unet: "UNet2DModel") -> PriorMetadata:
             training=dict(data.get("training", {})),
             format_version=int(data.get("format_version", METADATA_FORMAT_VERSION)),
             intensity_stats=dict(data.get("intensity_stats", {})),
+            patch_size=None if data.get("patch_size") is None else int(data["patch_size"]),
         )
     except (TypeError, ValueError) as error:
         raise PriorLoadError(folder, f"invalid '{METADATA_FILE}': {error}") from error
@@ -540,13 +566,34 @@ def default_prior_path() -> Path:
     return Path(__file__).parents[1] / "data" / "priors" / DEFAULT_PRIOR_NAME
 
 
+#: The microscopy patch prior bundled with the package (``skimage.data.cell()``; ``docs/priors.md``).
+MICROSCOPY_PRIOR_NAME = "cell32-patch-tiny-cpu"
+#: Priors shipped inside the package, loadable by name (``--model cell32-patch-tiny-cpu``).
+BUNDLED_PRIORS = (DEFAULT_PRIOR_NAME, MICROSCOPY_PRIOR_NAME)
+
+
+def bundled_prior_path(name: str) -> Path:
+    """Folder of a prior shipped inside the package (one of :data:`BUNDLED_PRIORS`).
+
+    Raises
+    ------
+    ValueError
+        For a name that is not a bundled prior.
+    """
+    if name not in BUNDLED_PRIORS:
+        raise ValueError(f"no bundled prior named {name!r}; bundled: {', '.join(BUNDLED_PRIORS)}")
+    return default_prior_path().parent / name
+
+
 def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "auto") -> DiffusionPrior:
     """Accept a loaded prior or a folder path; ``None`` loads the bundled default prior.
 
     Parameters
     ----------
     prior : DiffusionPrior, str, Path or None
-        A loaded prior (returned as is), a prior folder, or ``None`` for :func:`default_prior_path`.
+        A loaded prior (returned as is), a prior folder, the name of a bundled prior
+        (:data:`BUNDLED_PRIORS`; a folder of that name in the working directory wins), or
+        ``None`` for :func:`default_prior_path`.
     device : str
         ``auto``, ``cuda``, ``mps`` or ``cpu``, for priors given as paths.
 
@@ -561,4 +608,6 @@ def resolve_prior(prior: "DiffusionPrior | str | Path | None", device: str = "au
         return prior
     if prior is not None and not isinstance(prior, (str, Path)):
         raise TypeError(f"prior must be a DiffusionPrior, a prior folder (str or Path) or None, got {type(prior).__name__} {prior!r}")
+    if prior is not None and str(prior) in BUNDLED_PRIORS and not Path(prior).exists():
+        prior = bundled_prior_path(str(prior))
     return load_prior(default_prior_path() if prior is None else prior, device=device)

@@ -29,6 +29,7 @@ from .outputs import output_lock, remove_path, replace_tree
 from .options import PRECISIONS, SIZE_MODES, check_choice
 from .precision import autocast, resolve_precision
 from .prior import METADATA_FILE, PriorMetadata, create_prior, write_prior_folder
+from .patches import random_patches
 from .progress import Progress, drive
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -80,6 +81,12 @@ class TrainingConfig:
     precision : {"auto", "fp32", "bf16"}
         Precision of the network's forward pass (weights, optimiser and loss stay float32);
         ``auto`` is bf16 where the hardware has bf16 matrix units (:mod:`.precision`).
+    patch_size : int, optional
+        Train a *patch prior*: every batch holds random ``patch_size``² crops (an independent
+        position per image) of the full-size images, which are never resized, and the metadata
+        records the patch size, so KLIP and LMD run the prior on whole images at their native size
+        by tiling (:mod:`.patches`). Overrides ``image_size`` and ``size_mode``. Images must be at
+        least ``patch_size`` on each side.
     """
 
     image_size: int = 32
@@ -98,10 +105,18 @@ class TrainingConfig:
     horizontal_flip: bool = False
     training_data: str = "user images"
     precision: str = PRECISIONS[0]
+    patch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.patch_size is not None:
+            self.image_size = self.patch_size
+            self.size_mode = "random-crop"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that is out of range."""
         positive = ("image_size", "steps", "batch_size", "checkpoint_every", "log_every")
+        if self.patch_size is not None:
+            positive = ("patch_size", *positive)
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -150,14 +165,15 @@ def _prepare_images(images: np.ndarray, config: TrainingConfig) -> tuple[np.ndar
     elif config.size_mode == "center-crop":
         data = center_crop_stack(data, config.image_size)
     elif min(data.shape[-2:]) < config.image_size:
-        raise ValueError(f"cannot take random {config.image_size}² crops from {data.shape[-2:]} images")
+        what = "patches" if config.patch_size is not None else "crops"
+        raise ValueError(f"cannot take random {config.image_size}² {what} from {data.shape[-2]}×{data.shape[-1]} images")
     return np.ascontiguousarray(data, dtype=np.float32), (float(low), float(high)), stats
 
 
 def _batch_within_data(config: TrainingConfig, count: int) -> TrainingConfig:
     """``config`` with the batch size lowered to ``count`` images (with a warning) when it asks for more."""
-    if config.batch_size <= count:
-        return config
+    if config.batch_size <= count or config.patch_size is not None:
+        return config  # a patch prior's batch holds distinct random crops even of a single image
     import warnings
     from dataclasses import replace
 
@@ -351,8 +367,8 @@ def _train(
     if resuming:
         state = load_checkpoint(out_dir / CHECKPOINT_FILE, device)
         saved = state["config"]
-        for key in ("image_size", "network", "size_mode"):
-            if saved[key] != getattr(config, key):
+        for key in ("patch_size", "image_size", "network", "size_mode"):
+            if saved.get(key) != getattr(config, key):
                 raise ValueError(f"cannot resume: the checkpoint was trained with {key}={saved[key]!r}, not {getattr(config, key)!r}")
         if state["channels"] != channels:
             raise ValueError(f"cannot resume: the checkpoint has {state['channels']} channel(s), the data {channels}")
@@ -370,6 +386,7 @@ def _train(
         intensity_range=intensity_range,
         training_data=config.training_data,
         intensity_stats=intensity_stats or {},
+        patch_size=config.patch_size,
     )
 
     def save(final: bool, cancelled: bool = False) -> TrainingResult:
@@ -463,7 +480,9 @@ def _sample_batch(train_images: Any, config: TrainingConfig, generator: Any) -> 
     count = train_images.shape[0]
     indices = torch.randint(0, count, (config.batch_size,), device=train_images.device, generator=generator)
     batch = train_images[indices]
-    if config.size_mode == "random-crop":
+    if config.patch_size is not None:
+        batch = random_patches(batch, config.patch_size, generator)
+    elif config.size_mode == "random-crop":
         height, width = batch.shape[-2:]
         size = config.image_size
         top = int(torch.randint(0, height - size + 1, (1,), device=train_images.device, generator=generator))

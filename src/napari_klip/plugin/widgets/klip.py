@@ -15,6 +15,7 @@ from ...api.layers import klip_layer_data
 from ...api.measurements import MeasurementInfo
 from ...core.klip.scores import threshold_blocks
 from ...core.options import DEFAULT_THRESHOLD, GUIDANCE_MODES, THRESHOLD_RULES, KlipConfig, OperatorSettings
+from ...core.patches import working_grid
 from ._controls import OperatorControls, info_label
 from ._detector import DetectorWidget, describe_slices
 from ._layer_task import LayerInput
@@ -124,20 +125,23 @@ class KlipWidget(DetectorWidget):
     ) -> list[Any]:
         """In the worker thread: score the selected slices one by one (images: one intensity mapping for all)."""
         prior = self.load_prior(prior_choice, source)
-        if info is not None and tuple(info.grid) != tuple(prior.image_size):
+        grid = working_grid(prior, tuple(info.grid)) if info is not None else None  # a patch prior runs on any grid
+        if info is not None and tuple(info.grid) != grid:
             raise ValueError(
                 f"'{source.name}' was simulated on a {info.grid} grid but the prior's images are {tuple(prior.image_size)}; "
                 "simulate it again with the prior's size as grid"
             )
-        operator = info.operator.build(prior.image_size) if info is not None else None
+        operator = info.operator.build(grid) if info is not None else None
         mapping = self.resolve_intensity(prior, source.slices, intensity) if operator is None else None
 
         def one(image: Any, position: int, progress: Any) -> Any:
             seed = source.selection.seed_for(config.seed, source.selection.indices[position])
-            common = {"config": replace(config, seed=seed), "threshold": threshold, "progress": lambda update: progress(update.step), "should_cancel": should_cancel}
+            # in steps; a patch prior reports patches of steps × tiles, scaled back to steps here
+            report_steps = lambda update: progress(update.step * config.num_steps // max(update.total, 1))  # noqa: E731
+            common = {"config": replace(config, seed=seed), "threshold": threshold, "progress": report_steps, "should_cancel": should_cancel}
             if operator is not None:
                 return score_measurement(image, operator, prior, output_shape=info.image_shape, **common)
-            params = settings.operator_params(prior.image_size)
+            params = settings.operator_params(working_grid(prior, image.shape[:2]))
             return score_image(image, prior, operator=settings.name, operator_params=params, noise_sigma=noise_sigma,
                                intensity=mapping, **common)
 

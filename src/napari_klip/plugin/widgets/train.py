@@ -61,6 +61,11 @@ class TrainPriorWidget(TaskWidget):
         self.folder = FileEdit(label="image folder", mode="d", visible=False)
         self.output = FileEdit(label="prior folder", mode="d", tooltip="where the prior is written")
         self.image_size = SpinBox(label="image size", value=defaults.image_size, min=8, max=512, step=8)
+        self.patch_size = SpinBox(
+            label="patch size", value=0, min=0, max=512, step=8,
+            tooltip="0: a whole-image prior (images resized to 'image size'). P > 0: a patch prior trained on random P×P crops "
+                    "of the full-size images, which KLIP and LMD run on whole images at their native size",
+        )
         self.network = ComboBox(label="network", choices=list(NETWORK_PRESETS), value="tiny")
         self.steps = SpinBox(label="steps", value=3000, min=1, max=10_000_000)
         self.batch_size = SpinBox(label="batch size", value=defaults.batch_size, min=1, max=4096)
@@ -70,7 +75,7 @@ class TrainPriorWidget(TaskWidget):
         self.seed = seed_box()
         self.device = device_box()
         self.form.extend(
-            [self.source, self.layers, self.folder, self.output, self.image_size, self.network, self.steps, self.batch_size,
+            [self.source, self.layers, self.folder, self.output, self.image_size, self.patch_size, self.network, self.steps, self.batch_size,
              self.learning_rate, self.seed, self.device, self.resume, self.overwrite]
         )
         self.extend([self.run_button, self.status])
@@ -103,6 +108,7 @@ class TrainPriorWidget(TaskWidget):
             device=self.device.value,
             checkpoint_every=max(1, self.steps.value // 10),
             training_data=description,
+            patch_size=self.patch_size.value or None,
         )
         config.validate()
         out_dir = Path(self.output.value).expanduser()
