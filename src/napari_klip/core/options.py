@@ -49,6 +49,8 @@ METHODS = ("klip", "lmd")
 SIZE_MODES = ("resize", "random-crop", "center-crop")
 #: Images per batched LMD reverse process in the API and the command line.
 DEFAULT_LMD_BATCH_SIZE = 8
+#: Seconds to wait for a Dask scheduler (``--dask ADDRESS``) before giving up with an error.
+DEFAULT_DASK_TIMEOUT_S = 20.0
 
 
 def check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
