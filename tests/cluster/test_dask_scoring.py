@@ -9,6 +9,7 @@ another thread count (last bits, ~1e-7), so the serial references run on one tor
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -217,7 +218,9 @@ def test_cli_score_on_a_scheduler_address_equals_the_serial_cli(client, stack_ti
     result = open_result(out)
     for name in ("heatmap", "labels", "reconstruction"):
         assert np.asarray(result[name]).tobytes() == tifffile.imread(tmp_path / "serial" / f"{name}.tif").tobytes()
-    assert main(["score", "--input", str(stack_tif), *FAST, "--dask", address, "--out", str(out)]) == 0
+    # the re-run finds the cluster by a scheduler file (what `dask scheduler --scheduler-file` writes: its address)
+    (tmp_path / "scheduler.json").write_text(json.dumps({"address": address}))
+    assert main(["score", "--input", str(stack_tif), *FAST, "--dask", str(tmp_path / "scheduler.json"), "--out", str(out)]) == 0
     assert f"scored 0 image(s) on 2 Dask worker(s) ({N} already done)" in capsys.readouterr().out
 
 
