@@ -255,3 +255,18 @@ def test_cli_dask_errors_are_one_line_and_leave_nothing(trouble, stack_tif, tmp_
     error = capsys.readouterr().err
     assert expected in error and error.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_ctrl_c_says_the_finished_images_are_kept(stack_tif, tmp_path, capsys, monkeypatch):
+    import contextlib
+
+    from napari_klip.cluster import engine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "connect", lambda *args, **kwargs: contextlib.nullcontext(None))
+    monkeypatch.setattr(engine, "score_distributed", interrupted)
+    out = tmp_path / "out.zarr"
+    assert main(["score", "--input", str(stack_tif), *FAST, "--dask", "--out", str(out)]) == 130
+    assert f"the images finished so far are kept in {out} (the same command resumes)" in capsys.readouterr().err
