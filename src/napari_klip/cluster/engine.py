@@ -219,7 +219,7 @@ def score_distributed(
         done = store.done()
         todo = [(a, b) for a, b in chunks(len(source), spec.images_per_task) if not done[a:b].all()]
         skipped = int(done.sum()) - sum(int(done[a:b].sum()) for a, b in todo)
-        workers = len(client.scheduler_info().get("workers", {}))
+        workers = len(client.nthreads())
         begin = time.perf_counter()
         computed = _run(distributed, client, spec, source, store, todo, skipped, progress, should_cancel)
         wall = time.perf_counter() - begin
