@@ -5,9 +5,11 @@ Every ``import`` statement counts — at module level, inside functions and unde
 
 * ``core`` imports nothing of napari-klip outside ``core`` (the package root only for its version);
 * ``api`` imports ``core`` and ``api``;
-* ``plugin`` imports ``core``, ``api`` and ``plugin``; ``cli`` imports ``core``, ``api``, ``cli``
-  and ``plugin.demo`` (``napari-klip demo --gui``);
-* ``core`` never imports Qt, napari or magicgui; ``api`` never imports Qt or magicgui.
+* ``cluster`` (Dask scoring) imports ``core``, ``api`` and ``cluster``;
+* ``plugin`` imports ``core``, ``api`` and ``plugin``; ``cli`` imports ``core``, ``api``, ``cluster``,
+  ``cli`` and ``plugin.demo`` (``napari-klip demo --gui``);
+* ``core`` never imports Qt, napari or magicgui; ``api`` and ``cluster`` never import Qt or magicgui
+  (``cluster`` not napari either).
 """
 
 from __future__ import annotations
@@ -104,18 +106,20 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def _room(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] in ("core", "api", "cli", "plugin") else "root"
+    return parts[1] if len(parts) > 1 and parts[1] in ("core", "api", "cluster", "cli", "plugin") else "root"
 
 
 ALLOWED = {
     "core": {"core", "root:napari_klip"},
     "api": {"core", "api"},
+    "cluster": {"core", "api", "cluster"},
     "plugin": {"core", "api", "plugin"},
-    "cli": {"core", "api", "cli", "plugin:napari_klip.plugin.demo", "root:napari_klip"},
+    "cli": {"core", "api", "cluster", "cli", "plugin:napari_klip.plugin.demo", "root:napari_klip"},
 }
 FORBIDDEN_THIRD_PARTY = {
     "core": ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt"),
     "api": ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt"),
+    "cluster": ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt"),
 }
 
 
@@ -145,10 +149,11 @@ def test_imports_go_downward(module):
         assert top not in FORBIDDEN_THIRD_PARTY.get(room, ()), f"{module} (line {line}) imports {target}"
 
 
-def test_cli_and_options_start_without_torch():
+def test_cli_and_options_start_without_torch_or_dask():
     code = (
-        "import sys; import napari_klip.core.options, napari_klip.cli; napari_klip.cli._build_parser(); "
-        "print(','.join(m for m in ('torch', 'diffusers', 'napari', 'qtpy') if m in sys.modules))"
+        "import sys; import napari_klip, napari_klip.core.options, napari_klip.cli, napari_klip.cluster; "
+        "napari_klip.cli._build_parser(); "
+        "print(','.join(m for m in ('torch', 'diffusers', 'napari', 'qtpy', 'dask', 'distributed', 'zarr') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

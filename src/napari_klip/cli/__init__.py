@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         staged = args.command in STAGED_COMMANDS
         kept = f"; {args.out} was left as it was (outputs land only when a run completes)" if staged else ""
+        if getattr(args, "dask", None) is not None:
+            kept = f"; the images finished so far are kept in {args.out} (the same command resumes)"
         print(f"napari-klip: interrupted{kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (FileNotFoundError, FileExistsError, NapariKlipError, ValueError, OSError) as error:

@@ -186,6 +186,12 @@ def klip_operator(args: argparse.Namespace, image_size: tuple[int, int]):
     """The forward operator the options describe, for images of ``image_size``."""
     from ..core.operators import build_operator
 
+    name, params = operator_spec(args)
+    return build_operator(name, image_size, params)
+
+
+def operator_spec(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The forward operator's name and parameters the options describe (what ``build_operator`` takes)."""
     if args.operator == "ct":
         params: dict[str, Any] = {"angles": args.angles} if args.angles else {"n_views": args.n_views}
     elif args.operator == "blur":
@@ -200,7 +206,7 @@ def klip_operator(args: argparse.Namespace, image_size: tuple[int, int]):
         params = {"mask": tifffile.imread(args.mask) != 0}
     else:
         params = {}
-    return build_operator(args.operator, image_size, params)
+    return args.operator, params
 
 
 def tiling_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -255,11 +261,11 @@ def read_stack(path: Path, what: str) -> np.ndarray:
     return stack
 
 
-def progress_bar(total: int, description: str):
-    """A tqdm bar over steps (silent when not on a terminal)."""
+def progress_bar(total: int, description: str, unit: str = "step"):
+    """A tqdm bar over steps (or other ``unit``s; silent when not on a terminal)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="step", disable=None)
+    return tqdm(total=total, desc=description, unit=unit, disable=None)
 
 
 def follow(bar: Any):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import LMD_OUTPUTS, add_common_options, add_lmd_options, as_written, read_stack, score_lmd, scoring_prior, staged_results, write_result_json, write_tiff
+from ._dask import add_dask_options
 
 __all__ = ["LMD_OUTPUTS", "register", "run_lmd"]
 
@@ -25,11 +26,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     lmd.add_argument("--input", required=True, type=Path, help="image or stack (TIFF, PNG, folder, FILE.npz:KEY)")
     add_common_options(lmd)
     add_lmd_options(lmd)
+    add_dask_options(lmd)
     lmd.set_defaults(handler=run_lmd)
 
 
 def run_lmd(args: argparse.Namespace) -> int:
     """``napari-klip lmd``: score a TIFF image/stack with LMD; write heatmaps, reconstructions and JSON."""
+    if args.dask is not None:
+        from ._dask import run_dask
+
+        return run_dask(args, "lmd")
     stack = read_stack(args.input, "--input")
     with staged_results(args.out, LMD_OUTPUTS, args.overwrite) as staging:
         start = time.perf_counter()

@@ -28,6 +28,7 @@ from ._common import (
     write_result_json,
     write_tiff,
 )
+from ._dask import add_dask_options
 
 __all__ = ["SCORE_OUTPUTS", "register", "run_score"]
 
@@ -45,15 +46,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--measurement", type=Path, help="measured sinogram/image (or stack of them) to ingest instead of simulating")
     add_common_options(score)
     add_klip_options(score)
+    add_dask_options(score)
     score.set_defaults(handler=run_score)
 
 
 def run_score(args: argparse.Namespace) -> int:
     """``napari-klip score``: score a TIFF image/stack or a given measurement; write maps and JSON."""
-    from ..api.klip import score_measurements
-
     if args.input is None and args.measurement is None:
         raise ValueError("give --input (an image or stack) or --measurement (a measured sinogram/image)")
+    if args.dask is not None:
+        from ._dask import run_dask
+
+        return run_dask(args, "klip")
+    from ..api.klip import score_measurements
+
     with staged_results(args.out, SCORE_OUTPUTS, args.overwrite) as staging:
         start = time.perf_counter()
         prior = scoring_prior(args)

@@ -62,6 +62,14 @@ class OutputLockedError(NapariKlipError, FileExistsError):
     """Another napari-klip run is writing into the same output folder."""
 
 
+class MissingDependencyError(NapariKlipError, ImportError):
+    """An optional dependency a feature needs is not installed (the message names the extra to install)."""
+
+
+class DistributedRunError(NapariKlipError, RuntimeError):
+    """Scoring on a Dask cluster failed: a task raised, or its images killed workers too often."""
+
+
 class LpipsWeightsError(NapariKlipError, FileNotFoundError):
     """No usable ImageNet AlexNet weights for LPIPS were found (napari-klip never downloads them)."""
 
@@ -74,9 +82,11 @@ __all__ = [
     "Cancelled",
     "CheckpointLoadError",
     "DeviceUnavailableError",
+    "DistributedRunError",
     "ImageDataError",
     "LpipsWeightsError",
     "LpipsWeightsFormatError",
+    "MissingDependencyError",
     "NapariKlipError",
     "OutputLockedError",
     "PriorLoadError",

@@ -73,6 +73,8 @@ INTENSITY_MODES = ("auto", "none")
 TRAINING_PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
 #: The robust percentiles ``auto`` maps: the input's onto the prior's training ones.
 MAPPING_PERCENTILES = (1.0, 99.0)
+#: Seconds to wait for a Dask scheduler (``--dask ADDRESS``) before giving up with an error.
+DEFAULT_DASK_TIMEOUT_S = 20.0
 
 
 def check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
