@@ -159,3 +159,27 @@ def test_random_crop_mode(tmp_path):
     assert load_prior(tmp_path / "p", device="cpu").image_size == (16, 16)
     with pytest.raises(ValueError, match="random 32"):
         train_prior(images, tmp_path / "q", _config(size_mode="random-crop", image_size=32))
+
+
+def test_a_time_limit_writes_a_usable_prior_and_resume_finishes_the_run(tmp_path, disc_images):
+    # a limit every step exceeds: the run stops after its first step, with a loadable prior
+    result = train_prior(disc_images, tmp_path / "p", _config(steps=6, time_limit_s=1e-9))
+    assert result.time_limit_reached and result.steps_done == 1
+    prior = load_prior(tmp_path / "p", device="cpu")
+    assert prior.metadata.training["steps"] == 1 and prior.metadata.training["time_limit_reached"] is True
+    log = json.loads((tmp_path / "p" / LOG_FILE).read_text())
+    assert log["finished"] is False and log["history"][-1]["step"] == 1
+    # resumed with the same limit it makes one more step (each run makes at least one), then without a limit it ends
+    assert train_prior(disc_images, tmp_path / "p", _config(steps=6, time_limit_s=1e-9), resume=True).steps_done == 2
+    finished = train_prior(disc_images, tmp_path / "p", _config(steps=6), resume=True)
+    assert finished.steps_done == 6 and not finished.time_limit_reached
+    train_prior(disc_images, tmp_path / "straight", _config(steps=6))
+    straight, split = _weights(tmp_path / "straight"), _weights(tmp_path / "p")
+    assert all(torch.allclose(straight[k], split[k], atol=1e-6) for k in straight)  # stopping early loses nothing
+
+
+@pytest.mark.parametrize("limit", [0.0, -5.0, float("inf"), float("nan")])
+def test_a_bad_time_limit_fails_before_anything_is_written(tmp_path, disc_images, limit):
+    with pytest.raises(ValueError, match="time_limit_s must be > 0"):
+        train_prior(disc_images, tmp_path / "out", _config(time_limit_s=limit))
+    assert not (tmp_path / "out").exists()

@@ -153,6 +153,15 @@ def test_cli_steps_must_be_positive(tmp_path, image_file, command, steps, capsys
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("minutes", ["0", "-1", "inf", "soon"])
+def test_cli_time_limit_must_be_positive_minutes(tmp_path, image_file, minutes, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--data", str(image_file), "--time-limit", minutes, "--out", str(tmp_path / "o")])
+    assert exited.value.code == 2
+    assert "argument --time-limit: must be a number of minutes > 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_batch_larger_than_the_data_is_lowered_with_a_warning(tmp_path, disc_images):
     with pytest.warns(UserWarning, match="batch size 1000 is larger than the 64 training images; using 64"):
         steps = iter_training(disc_images, tmp_path / "p", tiny_training(batch_size=1000, steps=1))
@@ -183,3 +192,37 @@ def test_prior_without_metadata_says_what_it_assumes(tmp_path, saved_prior):
     with pytest.warns(UserWarning, match="no napari_klip_prior.json: assuming the image size 64×64"):
         prior = load_prior(_foreign_copy(saved_prior, tmp_path, 64), device="cpu")
     assert prior.image_size == (64, 64)
+
+
+# --- a prior whose training diverged: NaN weights ----------------------------------------------
+
+
+@pytest.fixture
+def nan_prior(tmp_path, saved_prior):
+    """A copy of ``saved_prior`` with one weight tensor NaN — what a training whose loss became NaN leaves."""
+    from safetensors.torch import load_file, save_file
+
+    folder = shutil.copytree(saved_prior, tmp_path / "nan-prior")
+    weights_file = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(weights_file)
+    first = sorted(weights)[0]
+    weights[first] = weights[first] * float("nan")
+    save_file(weights, weights_file)
+    return folder
+
+
+@pytest.mark.parametrize("score", [
+    lambda folder, image: klip.score_image(image, folder, config=KLIP_FAST, device="cpu"),
+    lambda folder, image: lmd.score_image(image, folder, config=LMD_FAST, device="cpu"),
+], ids=["klip", "lmd"])
+def test_the_api_refuses_a_prior_with_nan_weights(nan_prior, disc_images, score):
+    with pytest.raises(ValueError, match=r"nan-prior.* is broken: \d+ of its \d+ network weights are NaN or infinite"):
+        score(nan_prior, disc_images[0])
+
+
+@pytest.mark.parametrize("command", ["score", "lmd"])
+def test_the_cli_refuses_a_prior_with_nan_weights_and_writes_nothing(tmp_path, nan_prior, image_file, command, capsys):
+    options = FAST if command == "score" else ["--reconstructions", "1", "--steps", "3", "--device", "cpu"]
+    assert main([command, "--model", str(nan_prior), "--input", str(image_file), *options, "--out", str(tmp_path / "o")]) == 1
+    assert "NaN or infinite" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

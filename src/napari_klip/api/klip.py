@@ -51,6 +51,7 @@ from ..core.batching import batch_sizes, resolve_batch_images
 from ..core.options import DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, TILINGS, check_batch_images
 from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameters, working_grid
 from ..core.prior import DiffusionPrior, resolve_prior
+from ..core.prior_quality import require_finite_weights
 from ..core.progress import Progress, ProgressCallback, ShouldCancel, drive
 
 __all__ = ["DEFAULT_THRESHOLD", "KlipResult", "score_image", "score_measurement", "score_measurements", "score_stack"]
@@ -176,6 +177,7 @@ def _score_batches(
     A patch prior runs on ``grid`` (default: the inputs' own grid; all inputs share one shape), its
     tile offsets drawn from seed ``config.seed + b`` for the batch that starts at image ``b``.
     """
+    require_finite_weights(prior)
     window = default_window(config.num_steps) if window is None else window
     grids = [tuple(grid) if grid is not None else working_grid(prior, tuple(shape[:2])) for shape in input_shapes]
     blocks = [default_image_block_size(grid, tuple(shape[:2])) if block_size is None else block_size

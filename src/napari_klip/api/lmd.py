@@ -35,6 +35,7 @@ from ..core.batching import batch_sizes, resolve_batch_images
 from ..core.options import DEFAULT_LMD_BATCH_SIZE, TILINGS, check_batch_images
 from ..core.patches import for_grid, tile_progress, tiling_parameters
 from ..core.prior import DiffusionPrior, resolve_prior
+from ..core.prior_quality import require_finite_weights
 from ..core.progress import Progress, ProgressCallback, ShouldCancel
 
 __all__ = ["LmdResult", "score_image", "score_stack"]
@@ -141,6 +142,7 @@ def score_stack(
     requested = DEFAULT_LMD_BATCH_SIZE if given is None else check_batch_images(given, name)
     config = config or LmdConfig()
     prior = resolve_prior(prior, device)
+    require_finite_weights(prior)
     checked = check_stack(images, prior.channels)
     mapping = resolve_intensity(np.stack(checked), prior.metadata, intensity)
     grid_hw = checked[0].shape[:2] if checked else prior.image_size

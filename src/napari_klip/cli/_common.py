@@ -46,6 +46,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_minutes(text: str) -> float:
+    """An ``argparse`` type: a finite number of minutes > 0 (``--time-limit 0`` is a usage error naming the option)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes > 0, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number of minutes > 0, got {text}")
+    return value
+
+
 def batch_images_arg(text: str) -> int | str:
     """An ``argparse`` type: ``auto`` or a whole number >= 1 (anything else is a usage error naming the option)."""
     if text == AUTO_BATCH:

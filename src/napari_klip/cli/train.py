@@ -9,7 +9,7 @@ from pathlib import Path
 from ..core.networks import NETWORK_PRESETS
 from ..core.options import SIZE_MODES
 from ..core.training import TrainingConfig
-from ._common import add_device_option, positive_int
+from ._common import add_device_option, positive_int, positive_minutes
 from ._interrupts import DeferredInterrupt
 
 
@@ -37,6 +37,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=defaults.seed)
     add_device_option(train)
     train.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
+    train.add_argument("--time-limit", type=positive_minutes, metavar="MINUTES",
+                       help="stop after the step that reaches MINUTES of wall time and write the prior as at the end; "
+                            "--resume with the same --steps continues (for machines lent for a fixed time)")
     train.add_argument("--log-every", type=positive_int, default=defaults.log_every)
     train.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to [-1, 1] (default: 0-255 for uint8, else data min-max)")
     train.add_argument("--labels", type=int, nargs="+", metavar="LABEL",
@@ -78,6 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
         horizontal_flip=args.flip,
         precision=args.precision,
         patch_size=args.patch_size,
+        time_limit_s=None if args.time_limit is None else args.time_limit * 60.0,
         training_data=args.description or f"{args.data}{_label_note(args.labels)} ({len(images)} images)",
     )
     steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)
@@ -102,6 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
             print(_interrupted_message(args.out), file=sys.stderr)
             return 130
     bar.close()
+    if result.time_limit_reached:
+        print(f"time limit reached after {result.steps_done} of {config.steps} steps; continue with --resume --steps {config.steps}")
     print(f"prior written to {result.out_dir} ({result.steps_done} steps, final loss {result.final_loss:.4f}, {result.wall_time_s:.0f} s)")
     return 0
 

@@ -145,3 +145,14 @@ def broken_weights_problem(prior: DiffusionPrior) -> str | None:
         f"{where} is broken: {broken} of its {total} network weights are NaN or infinite (its training's final loss: {loss}); "
         "train it again (e.g. with a lower learning rate) or choose another prior"
     )
+
+
+def require_finite_weights(prior: DiffusionPrior) -> None:
+    """Raise ``ValueError`` (the message of :func:`broken_weights_problem`) if ``prior``'s network holds NaN or infinite weights.
+
+    The detectors call it before sampling, so a broken prior is one clear error instead of NaN
+    scores.
+    """
+    problem = broken_weights_problem(prior)
+    if problem is not None:
+        raise ValueError(problem)

@@ -87,6 +87,11 @@ class TrainingConfig:
         records the patch size, so KLIP and LMD run the prior on whole images at their native size
         by tiling (:mod:`.patches`). Overrides ``image_size`` and ``size_mode``. Images must be at
         least ``patch_size`` on each side.
+    time_limit_s : float, optional
+        Wall-clock budget of this run in seconds (not counting earlier runs of a resumed one):
+        training stops after the step that reaches it and writes the prior as at the end, with
+        ``time_limit_reached`` in its training summary; ``resume`` with the same ``steps``
+        continues from there. For machines lent for a fixed time (a GPU session).
     """
 
     image_size: int = 32
@@ -106,6 +111,7 @@ class TrainingConfig:
     training_data: str = "user images"
     precision: str = PRECISIONS[0]
     patch_size: int | None = None
+    time_limit_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.patch_size is not None:
@@ -130,6 +136,8 @@ class TrainingConfig:
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         check_choice("precision", self.precision, PRECISIONS)
+        if self.time_limit_s is not None and not (self.time_limit_s > 0 and math.isfinite(self.time_limit_s)):
+            raise ValueError(f"time_limit_s must be > 0 seconds, got {self.time_limit_s!r}")
         unet_config(self.image_size, 1, self.network)  # raises for an unknown preset or an unusable size
 
 
@@ -151,6 +159,7 @@ class TrainingResult:
     wall_time_s: float
     cancelled: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    time_limit_reached: bool = False
 
 
 def _prepare_images(images: np.ndarray, config: TrainingConfig) -> tuple[np.ndarray, tuple[float, float], dict[str, Any]]:
@@ -389,7 +398,7 @@ def _train(
         patch_size=config.patch_size,
     )
 
-    def save(final: bool, cancelled: bool = False) -> TrainingResult:
+    def save(final: bool, cancelled: bool = False, time_limited: bool = False) -> TrainingResult:
         elapsed = elapsed_before + (time.perf_counter() - start)
         save_checkpoint(
             {
@@ -416,6 +425,7 @@ def _train(
             "network": config.network,
             "parameters": prior.num_parameters,
             "precision": precision,
+            "time_limit_reached": time_limited,
         }
         export = _export_unet(unet, ema)
         write_prior_folder(out_dir, export, prior.scheduler, _with_training(metadata, summary))
@@ -430,12 +440,16 @@ def _train(
             "history": history,
         }
         (out_dir / LOG_FILE).write_text(json.dumps(log, indent=2) + "\n")
-        return TrainingResult(out_dir, step, final_loss, elapsed, cancelled, list(history))
+        return TrainingResult(out_dir, step, final_loss, elapsed, cancelled, list(history), time_limited)
 
     start = time.perf_counter()
     window_losses: list[float] = []
+    time_limited, first_step = False, step
     try:
         while step < config.steps:
+            if config.time_limit_s is not None and step > first_step and time.perf_counter() - start >= config.time_limit_s:
+                time_limited = True
+                break
             batch = _sample_batch(train_images, config, generator)
             timesteps = torch.randint(0, len(alphas_cumprod), (batch.shape[0],), device=device, generator=generator)
             noise = torch.randn(batch.shape, device=device, generator=generator)
@@ -471,7 +485,9 @@ def _train(
         # checkpoint then holds the state as far as that step got (the CLI defers Ctrl-C to step ends).
         save(final=False, cancelled=True)
         raise
-    return save(final=True)
+    if time_limited and window_losses:  # the steps since the last log entry, so the summary's loss is current
+        history.append({"step": step, "loss": float(np.mean(window_losses)), "elapsed_s": round(elapsed_before + time.perf_counter() - start, 2)})
+    return save(final=not time_limited, time_limited=time_limited)
 
 
 def _sample_batch(train_images: Any, config: TrainingConfig, generator: Any) -> Any:
