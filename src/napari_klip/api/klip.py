@@ -180,10 +180,10 @@ def _score_batches(
     require_finite_weights(prior)
     window = default_window(config.num_steps) if window is None else window
     grids = [tuple(grid) if grid is not None else working_grid(prior, tuple(shape[:2])) for shape in input_shapes]
-    blocks = [default_image_block_size(grid, tuple(shape[:2])) if block_size is None else block_size
-              for grid, shape in zip(grids, input_shapes, strict=True)]
-    for grid, shape, block in {(grid, tuple(shape[:2]), block) for grid, shape, block in zip(grids, input_shapes, blocks, strict=True)}:
-        _check_scoring(grid, config, shape, block, window, threshold)
+    blocks = [default_image_block_size(g, tuple(shape[:2])) if block_size is None else block_size
+              for g, shape in zip(grids, input_shapes, strict=True)]
+    for on_grid, input_hw, block in {(g, tuple(shape[:2]), b) for g, shape, b in zip(grids, input_shapes, blocks, strict=True)}:
+        _check_scoring(on_grid, config, input_hw, block, window, threshold)
     mapping = mapping or IntensityMapping("none", None, None, prior.metadata.intensity_range)
     count, steps = len(measurements), config.stop_after_step or config.num_steps
     size = resolve_batch_images(batch_images, prior, config.num_samples, count, with_gradients=config.guidance == "dps")
