@@ -212,6 +212,7 @@ pack() {
 
 main() {
     echo "gpu_session: $(date -u +%Y-%m-%dT%H:%M:%SZ), device $DEVICE, total budget $TOTAL_MINUTES min"
+    rm -rf "$WORK"  # a warm machine keeps ignored folders between calls: no stale results
     mkdir -p "$RESULTS" "$OUT"
     local ok=1
     install_and_facts || ok=0
