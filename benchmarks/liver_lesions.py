@@ -30,6 +30,11 @@ Example (the reported CPU run; one torch thread per process)::
 
     .venv/bin/python benchmarks/liver_lesions.py --model priors/organamnist-liver28-tiny-cpu \\
         --n-val 20 20 --n-test 50 100 --out benchmarks/results/liver_lesions.json
+
+On a GPU (``scripts/gpu_session.sh`` runs it so, with ``--data gpu_data/liver28.npz``)::
+
+    python benchmarks/liver_lesions.py --model runs/liver28-small-gpu --device cuda --samples 8 --steps 100 \\
+        --out liver_lesions_gpu.json
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--splits", nargs="+", default=["val", "test"], choices=("val", "test"))
     parser.add_argument("--maps-cache", type=Path, default=None, help="folder for per-split map caches (.npz)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the prior runs (the reported tables: cpu)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "liver_lesions.json")
     return parser.parse_args(argv)
 
@@ -265,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from napari_klip.core.prior import load_prior
 
     torch.set_num_threads(args.threads)
-    prior = load_prior(args.model, device="cpu")
+    prior = load_prior(args.model, device=args.device)
     operator = build_operator("ct", prior.image_size, {"n_views": args.n_views})
     started = time.perf_counter()
     reference_cache = args.maps_cache / "reference.npz" if args.maps_cache else None
@@ -316,7 +323,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_val": args.n_val, "n_test": args.n_test, "n_views": args.n_views,
         "samples": args.samples, "steps": args.steps, "reference_samples": args.reference_samples,
         "z_timesteps": args.z_timesteps, "draws": args.draws, "seed": args.seed,
-        "hardware": f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
+        "device": args.device,
+        "hardware": f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)"
+                    + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),
         "wall_time_s": round(time.perf_counter() - started, 1),
         "results": table,
     }

@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-scoring", action="store_true", help="only the forward and GEMM measurements")
     parser.add_argument("--paths", nargs="+", help="only these scoring paths (e.g. klip/per-slice-fp32 klip/batched-fp32); "
                         "each method's per-slice-fp32 path is always kept as the baseline")
+    parser.add_argument("--data-dir", type=Path, default=SHARED,
+                        help="folder with organamnist.npz and mnist.npz (key test_images; default ../shared/data)")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -106,11 +108,13 @@ def best_time(function: Callable[[], Any], device: Any, repeats: int) -> float:
     return min(timed(function, device)[0] for _ in range(repeats))
 
 
-def load_stack(count: int) -> tuple[np.ndarray, int]:
+def load_stack(count: int, data_dir: Path = SHARED) -> tuple[np.ndarray, int]:
     """``count`` slices: the first half OrganAMNIST test (ID), the rest MNIST test (OOD); and the ID count."""
     in_domain = count // 2
-    organ = np.load(SHARED / "organamnist.npz")["test_images"][:in_domain]
-    digits = np.load(SHARED / "mnist.npz")["test_images"][: count - in_domain]
+    organ = np.load(data_dir / "organamnist.npz")["test_images"][:in_domain]
+    digits = np.load(data_dir / "mnist.npz")["test_images"][: count - in_domain]
+    if len(organ) < in_domain or len(digits) < count - in_domain:
+        raise SystemExit(f"{data_dir} holds only {len(organ)} OrganAMNIST and {len(digits)} MNIST test images; --images {count} needs {in_domain} and {count - in_domain}")
     return np.concatenate([organ, digits]).astype(np.float32), in_domain
 
 
@@ -152,7 +156,7 @@ def measure_scoring(args: argparse.Namespace, prior: Any, device: Any) -> dict[s
     from napari_klip.core.batching import resolve_batch_images
     from napari_klip.core.metrics import dataset_roc_auc
 
-    stack, in_domain = load_stack(args.images)
+    stack, in_domain = load_stack(args.images, args.data_dir)
     paths = scoring_paths(args, prior, stack)
     if args.paths:
         unknown = set(args.paths) - set(paths)

@@ -79,3 +79,26 @@ def test_train_bad_data_is_one_clear_error(tmp_path, capsys, data, message):
 def test_info_on_missing_prior(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope")]) == 1
     assert "the folder does not exist" in capsys.readouterr().err
+
+
+def test_info_heldout_on_a_device_matches_the_library(tmp_path, prior, disc_images, capsys):
+    """``info --heldout --labels --device cpu``: the per-band losses of heldout_denoising_loss on the labelled rows."""
+    from napari_klip.core.prior_quality import heldout_denoising_loss
+
+    folder = prior.save(tmp_path / "prior")
+    labels = np.arange(len(disc_images)) % 3
+    np.savez(tmp_path / "d.npz", val_images=disc_images, val_labels=labels)
+    assert main(["info", str(folder), "--heldout", f"{tmp_path / 'd.npz'}:val_images", "--labels", "2",
+                 "--max-images", "5", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["heldout_device"] == "cpu"
+    expected = heldout_denoising_loss(load_prior(folder, device="cpu"), disc_images[labels == 2][:5].astype(np.float32))
+    assert [band["timesteps"] for band in report["heldout_denoising_loss"]] == [list(b.band) for b in expected]
+    assert [band["loss"] for band in report["heldout_denoising_loss"]] == pytest.approx([b.loss for b in expected], abs=1e-5)
+    assert {band["images"] for band in report["heldout_denoising_loss"]} == {5}
+
+
+def test_info_rejects_unknown_device(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["info", "--device", "tpu"])
+    assert stop.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..core.options import DEVICE_CHOICES
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``info`` subcommand."""
@@ -16,6 +18,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                            "(TIFF stack, folder or FILE.npz:KEY, on the prior's grid and in its intensity units)")
     info.add_argument("--labels", type=int, nargs="+", metavar="LABEL", help="with --heldout FILE.npz:KEY: keep these labels")
     info.add_argument("--max-images", type=int, default=1000, help="with --heldout: use at most this many images (default 1000)")
+    info.add_argument("--device", choices=DEVICE_CHOICES, default="cpu",
+                      help="with --heldout: where the prior runs (default cpu; e.g. cuda on a GPU machine)")
     info.set_defaults(handler=run_info)
 
 
@@ -27,7 +31,7 @@ def run_info(args: argparse.Namespace) -> int:
     if args.model is not None:
         from ..core.prior import load_prior
 
-        prior = load_prior(args.model, device="cpu")
+        prior = load_prior(args.model, device=args.device if args.heldout is not None else "cpu")
         report["prior"] = {
             "path": str(prior.path),
             "parameters": prior.num_parameters,
@@ -37,6 +41,7 @@ def run_info(args: argparse.Namespace) -> int:
         }
         if args.heldout is not None:
             report["heldout_denoising_loss"] = _heldout(prior, args)
+            report["heldout_device"] = str(prior.device)
     elif args.heldout is not None:
         raise ValueError("--heldout needs a prior folder")
     print(json.dumps(report, indent=2))
