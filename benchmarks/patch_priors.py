@@ -11,6 +11,12 @@ Subcommands (each prints a JSON record and can append it to ``--out``):
   the block size and score window are chosen by image-level ROC-AUC on validation and reported
   on test beside the trivial baselines (centre, local contrast, residual to the reconstruction;
   ``napari_klip.core.metrics.baseline_image_level_aucs``) on the same blocks.
+* ``gravel``: the same protocol on a texture, ``skimage.data.gravel()`` (512×512 uint8). Rows
+  0–255 trained the patch prior (``runs/gravel32-patch-tiny``, not bundled); rows 256–383
+  (**validation**) and 384–511 (**test**) give 16 images of 64×64 each. The defects change the
+  texture, not the level: ``blur-patch`` (a disc of radius 6–10 px smoothed by a σ = 2 Gaussian)
+  and ``foreign-patch`` (a disc of ``skimage.data.brick()`` texture set to the mean and standard
+  deviation of the gravel it replaces).
 * ``tiling``: the same 64×64 validation images scored with ``random-shift`` and ``overlap``
   tiling: image-level ROC-AUC, network batches and time, and a seam statistic — the mean energy
   on the rows/columns of the fixed overlap tile borders over the mean energy elsewhere, for
@@ -32,6 +38,7 @@ Example (the reported runs; 2-core CPU shared with other jobs, one torch thread)
 
     OMP_NUM_THREADS=1 python benchmarks/patch_priors.py cell --model src/napari_klip/data/priors/cell32-patch-tiny-cpu
     OMP_NUM_THREADS=1 python benchmarks/patch_priors.py tiling --model src/napari_klip/data/priors/cell32-patch-tiny-cpu
+    OMP_NUM_THREADS=1 python benchmarks/patch_priors.py gravel --model runs/gravel32-patch-tiny   # prior: docs/priors.md
     OMP_NUM_THREADS=1 python benchmarks/patch_priors.py large --size 2048 --patch-batch 256 \\
         --model src/napari_klip/data/priors/cell32-patch-tiny-cpu
 """
@@ -50,16 +57,20 @@ from pathlib import Path
 import numpy as np
 
 SPLITS = {"train": (0, 400), "val": (400, 530), "test": (530, 660)}
+#: Row ranges of ``skimage.data.gravel()`` (512×512): the gravel prior trained on rows 0–255.
+GRAVEL_SPLITS = {"train": (0, 256), "val": (256, 384), "test": (384, 512)}
 TILE = 64
 DEFECTS = ("debris", "bubble", "saturation")
+#: Defects that change the texture, not the brightness: local contrast cannot see them by level.
+TEXTURE_DEFECTS = ("blur-patch", "foreign-patch")
 
 
-def cell_images(split: str) -> np.ndarray:
-    """The 64×64 images of a split of ``skimage.data.cell()`` (rows as in :data:`SPLITS`), float32."""
-    from skimage.data import cell
+def cell_images(split: str, source: str = "cell") -> np.ndarray:
+    """The 64×64 images of a split of ``skimage.data.cell()`` or ``gravel()`` (rows as in :data:`SPLITS` / :data:`GRAVEL_SPLITS`), float32."""
+    from skimage import data
 
-    top, bottom = SPLITS[split]
-    part = cell()[top:bottom].astype(np.float32)
+    top, bottom = (SPLITS if source == "cell" else GRAVEL_SPLITS)[split]
+    part = getattr(data, source)()[top:bottom].astype(np.float32)
     rows, cols = part.shape[0] // TILE, part.shape[1] // TILE
     return np.stack([part[r * TILE : (r + 1) * TILE, c * TILE : (c + 1) * TILE] for r in range(rows) for c in range(cols)])
 
@@ -83,16 +94,30 @@ def insert_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tup
         side = int(rng.integers(3, 7))
         mask = (np.abs(yy - cy) < side / 2) & (np.abs(xx - cx) < side / 2)
         out[mask] = 255.0
+    elif kind == "blur-patch":  # the texture smoothed away inside a disc; the mean level stays
+        from scipy.ndimage import gaussian_filter
+
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= rng.uniform(6, 10) ** 2
+        out[mask] = gaussian_filter(image, 2.0)[mask]
+    elif kind == "foreign-patch":  # a disc of another texture (brick) at the image's own mean and spread there
+        from skimage.data import brick
+
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= rng.uniform(6, 10) ** 2
+        top, left = rng.integers(0, 512 - height), rng.integers(0, 512 - width)
+        foreign = brick()[top : top + height, left : left + width].astype(np.float32)
+        spread = foreign[mask].std() or 1.0
+        out[mask] = (foreign[mask] - foreign[mask].mean()) / spread * image[mask].std() + image[mask].mean()
     else:
         raise ValueError(kind)
     return np.clip(out, 0, 255), mask
 
 
-def defect_set(split: str, seed: int) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
+def defect_set(split: str, seed: int, source: str = "cell") -> tuple[np.ndarray, list[np.ndarray], list[str]]:
     rng = np.random.default_rng(seed)
     images, masks, kinds = [], [], []
-    for index, image in enumerate(cell_images(split)):
-        kind = DEFECTS[index % len(DEFECTS)]
+    kinds_of_source = DEFECTS if source == "cell" else TEXTURE_DEFECTS
+    for index, image in enumerate(cell_images(split, source)):
+        kind = kinds_of_source[index % len(kinds_of_source)]
         damaged, mask = insert_defect(image, kind, rng)
         images.append(damaged)
         masks.append(mask)
@@ -128,17 +153,17 @@ def _auc(results: list, masks: list[np.ndarray], block: int, window: tuple[int, 
     return float(image_level_roc_auc(maps, masks, block).mean_auc)
 
 
-def run_cell(args: argparse.Namespace) -> dict:
+def run_cell(args: argparse.Namespace, source: str = "cell") -> dict:
     from napari_klip.core.metrics import baseline_image_level_aucs
 
-    val_images, val_masks, _ = defect_set("val", seed=1)
-    test_images, test_masks, test_kinds = defect_set("test", seed=2)
+    val_images, val_masks, _ = defect_set("val", seed=1, source=source)
+    test_images, test_masks, test_kinds = defect_set("test", seed=2, source=source)
     val, _ = _klip_results(val_images, args.model, args.steps, args.samples, "random-shift", 0)
     grid = {(block, window): _auc(val, val_masks, block, window) for block, window in itertools.product((4, 8), _windows(args.steps))}
     (block, window), val_auc = max(grid.items(), key=lambda item: item[1])
     test, seconds = _klip_results(test_images, args.model, args.steps, args.samples, "random-shift", 1000)
     record = {
-        "task": "cell-defects",
+        "task": f"{source}-defects",
         "validation": {f"block {b}, window {w}": round(a, 4) for (b, w), a in grid.items()},
         "chosen": {"block_size": block, "window": list(window), "val_auc": round(val_auc, 4)},
         "test_klip_auc": round(_auc(test, test_masks, block, window), 4),
@@ -148,7 +173,7 @@ def run_cell(args: argparse.Namespace) -> dict:
     }
     for name, result in baseline_image_level_aucs(list(test_images), [r.reconstruction for r in test], test_masks, block).items():
         record["test_baselines"][name] = round(float(result.mean_auc), 4)
-    for kind in DEFECTS:
+    for kind in (DEFECTS if source == "cell" else TEXTURE_DEFECTS):
         chosen = [i for i, k in enumerate(test_kinds) if k == kind]
         record["test_by_kind"][kind] = round(_auc([test[i] for i in chosen], [test_masks[i] for i in chosen], block, window), 4)
     return record
@@ -278,7 +303,7 @@ def run_large(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=("cell", "tiling", "large", "brain", "defect"))
+    parser.add_argument("task", choices=("cell", "gravel", "tiling", "large", "brain", "defect"))
     parser.add_argument("--amplitude", type=float, default=40.0, help="defect: grey levels added to the 3×3 defect")
     parser.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "src/napari_klip/data/priors/cell32-patch-tiny-cpu"))
     parser.add_argument("--steps", type=int, default=20)
@@ -290,7 +315,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    record = {"cell": run_cell, "tiling": run_tiling, "large": run_large, "brain": run_brain, "defect": run_defect}[args.task](args)
+    run_gravel = lambda args: run_cell(args, source="gravel")  # noqa: E731
+    record = {"cell": run_cell, "gravel": run_gravel, "tiling": run_tiling, "large": run_large, "brain": run_brain, "defect": run_defect}[args.task](args)
     record.update(model=args.model, steps=args.steps, samples=args.samples, host=platform.machine(), loadavg=os.getloadavg())
     print(json.dumps(record, indent=1))
     if args.out:
