@@ -70,3 +70,21 @@ def test_lmd_with_a_patch_prior_is_native_and_does_not_depend_on_batch_size(patc
         assert a.parameters["patch_prior"]["working_grid"] == [24, 40]
         np.testing.assert_allclose(a.reconstructions, b.reconstructions, atol=1e-4)
         assert a.score == pytest.approx(b.score, rel=1e-4)
+
+
+def test_klip_batches_of_a_patch_prior_match_the_per_image_run_for_the_batch_s_first_image(patch_prior, images):
+    """Batched KLIP with a patch prior: a batch runs on one TiledPrior whose tile offsets are seeded by
+    the batch's first image, so that image equals its per-image run (up to the network's
+    batch-size-dependent float rounding); uint16 inputs are mapped in and out by one stack mapping."""
+    stack = (images * 200).astype(np.uint16)  # far outside the prior's 0–255: intensity "auto" maps it
+    config = KlipConfig(num_samples=2, num_steps=3, seed=5)
+    options = {"operator": "denoise", "config": config, "window": (0, 3), "block_size": 8}
+    together = klip_api.score_stack(stack, patch_prior, batch_images=2, **options)
+    apart = klip_api.score_stack(stack, patch_prior, batch_images=1, **options)
+    for result in together + apart:
+        assert result.heatmap.shape == (24, 40) and result.parameters["resized"] is None and result.parameters["notes"]
+        assert result.parameters["intensity"]["mode"] == "auto" and result.parameters["intensity"]["source"] is not None
+        assert result.reconstruction.max() > 1000  # back in the input's units
+    assert together[0].parameters["images_in_batch"] == 2 and apart[0].parameters["images_in_batch"] == 1
+    np.testing.assert_allclose(together[0].trace.energy, apart[0].trace.energy, rtol=1e-3, atol=1e-5)
+    assert together[0].score == pytest.approx(apart[0].score, rel=1e-3)
