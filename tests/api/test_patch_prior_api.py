@@ -88,3 +88,13 @@ def test_klip_batches_of_a_patch_prior_match_the_per_image_run_for_the_batch_s_f
     assert together[0].parameters["images_in_batch"] == 2 and apart[0].parameters["images_in_batch"] == 1
     np.testing.assert_allclose(together[0].trace.energy, apart[0].trace.energy, rtol=1e-3, atol=1e-5)
     assert together[0].score == pytest.approx(apart[0].score, rel=1e-3)
+
+
+def test_auto_batch_images_of_a_patch_prior_fills_the_patch_budget(patch_prior, images):
+    stack = np.concatenate([images, images[:1]])  # 3 images of 24×40: 12 tiles each, 2 samples → 24 rows
+    results = klip_api.score_stack(stack, patch_prior, operator="denoise", config=KlipConfig(num_samples=2, num_steps=2),
+                                   window=(0, 2), batch_images="auto", patch_batch=50)
+    assert [r.parameters["images_in_batch"] for r in results] == [2, 2, 1]
+    lmd = lmd_api.score_stack(stack, patch_prior, config=LmdConfig(num_reconstructions=2, num_steps=2, distance="mse", mask_grid=4),
+                              batch_images="auto", patch_batch=50)
+    assert [r.parameters["images_in_batch"] for r in lmd] == [2, 2, 1]

@@ -11,6 +11,7 @@ from napari_klip.core.patches import (
     TiledPrior,
     blend_window,
     for_grid,
+    images_per_call,
     patch_batch_for,
     random_patches,
     tile_layout,
@@ -170,3 +171,15 @@ def test_random_patches_take_an_independent_crop_per_image():
         assert torch.equal(source[:, top : top + 8, left : left + 8], patch)
     with pytest.raises(ValueError, match="cannot crop"):
         random_patches(images, 41, torch.Generator())
+
+
+@pytest.mark.parametrize(("patch_batch", "rows", "count", "expected"), [
+    (50, 2, 5, 2),     # 24 tiles per image (2 samples × 12 tiles): two images fill 48 of 50
+    (10, 2, 5, 1),     # one image needs more than a call: still 1
+    (1000, 2, 5, 5),   # never more than the images there are
+    (48, 1, 9, 4),     # 12 tiles per image
+])
+def test_auto_batching_of_a_patch_prior_fills_one_network_call(patch_batch, rows, count, expected):
+    tiled = TiledPrior(PointwisePrior(16), (24, 40), "random-shift", patch_batch=patch_batch)
+    assert tiled.tiles_per_image() == 12
+    assert images_per_call(tiled, rows, count) == expected

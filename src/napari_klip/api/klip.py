@@ -48,8 +48,8 @@ from ..core.klip import (
 )
 from ..core.operators import Operator, build_operator
 from ..core.batching import batch_sizes, resolve_batch_images
-from ..core.options import DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, TILINGS, check_batch_images
-from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameters, working_grid
+from ..core.options import AUTO_BATCH, DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, TILINGS, check_batch_images
+from ..core.patches import TiledPrior, for_grid, images_per_call, tile_progress, tiling_parameters, working_grid
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
 from ..core.progress import Progress, ProgressCallback, ShouldCancel, drive
@@ -186,7 +186,11 @@ def _score_batches(
         _check_scoring(on_grid, config, input_hw, block, window, threshold)
     mapping = mapping or IntensityMapping("none", None, None, prior.metadata.intensity_range)
     count, steps = len(measurements), config.stop_after_step or config.num_steps
-    size = resolve_batch_images(batch_images, prior, config.num_samples, count, with_gradients=config.guidance == "dps")
+    tiled = for_grid(prior, grids[0], tiling=tiling, patch_batch=patch_batch) if grids else prior
+    if batch_images == AUTO_BATCH and isinstance(tiled, TiledPrior):  # memory is bounded by the patch budget
+        size = images_per_call(tiled, config.num_samples, count)
+    else:
+        size = resolve_batch_images(batch_images, prior, config.num_samples, count, with_gradients=config.guidance == "dps")
     results: list[KlipResult] = []
     for begin, end in batch_sizes(count, size):
         batch_prior = for_grid(prior, grids[begin], tiling=tiling, patch_batch=patch_batch, seed=config.seed + begin)
@@ -439,7 +443,9 @@ def score_stack(
         As for :func:`score_image`.
     batch_images : int or "auto"
         Images sampled together, one network call per step for all their ``N × S`` samples
-        (``"auto"``: as many as a memory budget allows, :mod:`napari_klip.core.batching`). Each
+        (``"auto"``: as many as a memory budget allows, :mod:`napari_klip.core.batching`; for a
+        patch prior as many as fill one call of ``patch_batch`` tiles,
+        :func:`~napari_klip.core.patches.images_per_call`). Each
         image keeps its own generator, so results equal those of ``batch_images=1`` up to the
         float rounding of the network's batch-size-dependent kernels (``docs/benchmarks.md``).
     progress, should_cancel : callable, optional

@@ -32,8 +32,8 @@ from ..core.lmd import LmdConfig, LmdReconstructions, LmdScores, run_lmd
 from ..core.diffusion import respaced_timesteps
 from ..core.lmd.distances import make_distance
 from ..core.batching import batch_sizes, resolve_batch_images
-from ..core.options import DEFAULT_LMD_BATCH_SIZE, TILINGS, check_batch_images
-from ..core.patches import for_grid, tile_progress, tiling_parameters
+from ..core.options import AUTO_BATCH, DEFAULT_LMD_BATCH_SIZE, TILINGS, check_batch_images
+from ..core.patches import TiledPrior, for_grid, images_per_call, tile_progress, tiling_parameters
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
 from ..core.progress import Progress, ProgressCallback, ShouldCancel
@@ -107,7 +107,8 @@ def score_stack(
     batch_images : int or "auto", optional
         Images per batched reverse process, one network call per step for all their
         reconstructions (default ``DEFAULT_LMD_BATCH_SIZE``, 8; ``"auto"``: as many as a memory budget
-        allows, :mod:`napari_klip.core.batching`). Results do not depend on it beyond the float
+        allows, :mod:`napari_klip.core.batching`; for a patch prior as many as fill one call of
+        ``patch_batch`` tiles). Results do not depend on it beyond the float
         rounding of the network's batch-size-dependent kernels: every image draws its noise from
         its own generator seeded with ``config.seed`` (and, for a patch prior, every batch
         draws the same tile offsets from ``config.seed``).
@@ -155,7 +156,10 @@ def score_stack(
     distance = make_distance(config.distance, prior=grid_prior, lpips_weights=lpips_weights, device=prior.device)
     model_images = torch.from_numpy(np.stack([to_prior_grid(mapping.apply(image), grid_prior) for image in checked]))
 
-    size = resolve_batch_images(requested, prior, config.num_reconstructions, len(checked))
+    if requested == AUTO_BATCH and isinstance(grid_prior, TiledPrior):  # memory is bounded by the patch budget
+        size = images_per_call(grid_prior, config.num_reconstructions, len(checked))
+    else:
+        size = resolve_batch_images(requested, prior, config.num_reconstructions, len(checked))
     batches = [model_images[begin:end] for begin, end in batch_sizes(len(checked), size)]
     results: list[LmdResult] = []
     for number, batch in enumerate(batches):

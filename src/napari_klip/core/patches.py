@@ -271,3 +271,26 @@ def tiling_parameters(prior: Any) -> dict[str, Any]:
             "network_batches": prior.network_batches,
         }
     }
+
+
+def images_per_call(prior: Any, rows_per_image: int, count: int) -> int:
+    """``batch_images="auto"`` for a :class:`TiledPrior`: the images whose tiles fill one network call.
+
+    A patch prior's memory is bounded by its patch budget (``patch_batch`` tiles per call) however
+    many images a batch holds, so ``auto`` takes as many images as one call's tiles need —
+    ``patch_batch // (rows_per_image × tiles_per_image)`` — at least 1 and at most ``count``.
+
+    Parameters
+    ----------
+    prior : TiledPrior
+    rows_per_image : int
+        States per image (KLIP samples, LMD reconstructions).
+    count : int
+        Images to score.
+
+    Returns
+    -------
+    int
+    """
+    per_image = max(1, int(rows_per_image)) * prior.tiles_per_image()
+    return max(1, min(int(count), prior.patch_batch // per_image))
