@@ -47,6 +47,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+#: The measured stacks (``--stack``): 28² slices on the bundled 32² prior, or 256² images on the bundled patch prior.
+STACKS = ("organ-mnist-28", "cell-gravel-256")
+PATCH_PRIOR = "cell32-patch-tiny-cpu"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "each method's per-slice-fp32 path is always kept as the baseline")
     parser.add_argument("--data-dir", type=Path, default=SHARED,
                         help="folder with organamnist.npz and mnist.npz (key test_images; default ../shared/data)")
+    parser.add_argument("--stack", choices=STACKS, default=STACKS[0],
+                        help="organ-mnist-28: the bundled 32² prior on 28² OrganAMNIST (ID) / MNIST (OOD) slices, CT; "
+                        "cell-gravel-256: the bundled patch prior cell32-patch-tiny-cpu at native 256² on crops of "
+                        "skimage.data.cell() (ID) / gravel() (OOD), denoising operator, batched path at --patch-images")
+    parser.add_argument("--patch-images", type=int, default=4,
+                        help="cell-gravel-256: images per batch of the batched paths (auto picks 1 at 256²: one image's tiles fill a call)")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -118,6 +127,21 @@ def load_stack(count: int, data_dir: Path = SHARED) -> tuple[np.ndarray, int]:
     return np.concatenate([organ, digits]).astype(np.float32), in_domain
 
 
+def load_patch_stack(count: int, side: int = 256) -> tuple[np.ndarray, int]:
+    """``count`` ``side``² images: the first half crops of ``skimage.data.cell()`` (ID), the rest of ``gravel()`` (OOD), in 0–255."""
+    from skimage import data
+
+    in_domain = count // 2
+
+    def crops(image: np.ndarray, number: int) -> list[np.ndarray]:
+        rows = np.linspace(0, image.shape[0] - side, max(1, int(np.ceil(np.sqrt(number))))).astype(int)
+        cols = np.linspace(0, image.shape[1] - side, max(1, int(np.ceil(number / len(rows))))).astype(int)
+        return [image[r : r + side, c : c + side] for r in rows for c in cols][:number]
+
+    images = crops(data.cell(), in_domain) + crops(data.gravel(), count - in_domain)
+    return np.stack(images).astype(np.float32), in_domain
+
+
 def scoring_paths(args: argparse.Namespace, prior: Any, stack: np.ndarray) -> dict[str, Callable[[], list[float]]]:
     """Each measured path: a callable returning the image scores of the stack."""
     from napari_klip.api import lmd_score_stack, score_stack
@@ -127,10 +151,14 @@ def scoring_paths(args: argparse.Namespace, prior: Any, stack: np.ndarray) -> di
     klip = KlipConfig(num_samples=args.samples, num_steps=args.klip_steps, seed=0)
     lmd = LmdConfig(num_reconstructions=args.reconstructions, num_steps=args.lmd_steps, distance="mse", seed=0)
 
+    patches = args.stack == "cell-gravel-256"
+    operator = {"operator": "denoise"} if patches else {"operator": "ct", "operator_params": {"n_views": args.n_views}}
+    batched = args.patch_images if patches else "auto"
+
     def klip_path(batch: Any, precision: str) -> Callable[[], list[float]]:
         def run() -> list[float]:
             prior.set_precision(precision)
-            results = score_stack(stack, prior, config=klip, batch_images=batch, operator="ct", operator_params={"n_views": args.n_views})
+            results = score_stack(stack, prior, config=klip, batch_images=batch, **operator)
             return [r.score for r in results]
 
         return run
@@ -144,11 +172,11 @@ def scoring_paths(args: argparse.Namespace, prior: Any, stack: np.ndarray) -> di
 
     return {
         "klip/per-slice-fp32": klip_path(1, "fp32"),
-        "klip/batched-fp32": klip_path("auto", "fp32"),
-        "klip/batched-bf16": klip_path("auto", "bf16"),
+        "klip/batched-fp32": klip_path(batched, "fp32"),
+        "klip/batched-bf16": klip_path(batched, "bf16"),
         "lmd/per-slice-fp32": lmd_path(1, "fp32"),
-        "lmd/batched-fp32": lmd_path("auto", "fp32"),
-        "lmd/batched-bf16": lmd_path("auto", "bf16"),
+        "lmd/batched-fp32": lmd_path(batched, "fp32"),
+        "lmd/batched-bf16": lmd_path(batched, "bf16"),
     }
 
 
@@ -156,7 +184,8 @@ def measure_scoring(args: argparse.Namespace, prior: Any, device: Any) -> dict[s
     from napari_klip.core.batching import resolve_batch_images
     from napari_klip.core.metrics import dataset_roc_auc
 
-    stack, in_domain = load_stack(args.images, args.data_dir)
+    patches = args.stack == "cell-gravel-256"
+    stack, in_domain = load_patch_stack(args.images) if patches else load_stack(args.images, args.data_dir)
     paths = scoring_paths(args, prior, stack)
     if args.paths:
         unknown = set(args.paths) - set(paths)
@@ -187,6 +216,19 @@ def measure_scoring(args: argparse.Namespace, prior: Any, device: Any) -> dict[s
             "dataset_auc": auc,
             "auc_minus_per_slice": auc - dataset_roc_auc(reference[:in_domain].tolist(), reference[in_domain:].tolist()),
             "max_relative_score_difference": float(np.max(np.abs(values - reference) / np.maximum(np.abs(reference), 1e-12))),
+        }
+    if patches:
+        from napari_klip.core.patches import for_grid, images_per_call
+
+        tiled = for_grid(prior, stack.shape[1:3])
+        return {
+            "stack": {"images": len(stack), "id": f"skimage cell() 256² crops ×{in_domain}", "ood": f"skimage gravel() 256² crops ×{len(stack) - in_domain}",
+                      "size": "256x256", "prior": PATCH_PRIOR, "tiles_per_image_per_step": tiled.tiles_per_image(), "patch_batch": tiled.patch_batch},
+            "klip_settings": {"samples": args.samples, "steps": args.klip_steps, "operator": "denoise", "batched_images": args.patch_images,
+                              "batch_images_auto": images_per_call(tiled, args.samples, len(stack))},
+            "lmd_settings": {"reconstructions": args.reconstructions, "steps": args.lmd_steps, "distance": "mse", "batched_images": args.patch_images,
+                             "batch_images_auto": images_per_call(tiled, args.reconstructions, len(stack))},
+            "paths": rows,
         }
     return {
         "stack": {"images": len(stack), "id": f"OrganAMNIST test[:{in_domain}]", "ood": f"MNIST test[:{len(stack) - in_domain}]", "size": "28x28"},
@@ -220,12 +262,18 @@ def measure_forward(args: argparse.Namespace, prior: Any, device: Any) -> dict[s
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         prior.predict_noise(torch.zeros((1, *shape), device=device), 500)
     flops_per_row = counter.get_total_flops()
-    batched = resolve_batch_images("auto", prior, args.samples, args.images) * args.samples
+    if args.stack == "cell-gravel-256":  # the patch prior's calls: one image's tiles (per slice), the full patch budget (batched)
+        from napari_klip.core.patches import for_grid
+
+        tiled = for_grid(prior, (256, 256))
+        per_slice, batched = min(args.samples * tiled.tiles_per_image(), tiled.patch_batch), tiled.patch_batch
+    else:
+        per_slice, batched = args.samples, resolve_batch_images("auto", prior, args.samples, args.images) * args.samples
     peaks = {"fp32": gemm_peak(device, torch.float32, 5), "bf16": gemm_peak(device, torch.bfloat16, 5)}
     forward: dict[str, Any] = {"flops_per_row": flops_per_row, "gemm_peak_flops": peaks, "rows": {}}
     for precision, channels_last in (("fp32", False), ("bf16", False), ("fp32", True)):
         prior.set_precision(precision).set_channels_last(channels_last)
-        for rows in sorted({args.samples, batched}):
+        for rows in sorted({per_slice, batched}):
             x = torch.randn((rows, *shape), device=device)
             with torch.no_grad():
                 seconds = best_time(lambda: prior.predict_noise(x, 500), device, 5)
@@ -278,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.backends.cudnn.allow_tf32 = True
     else:
         torch.set_num_threads(args.threads)
-    prior = resolve_prior(None, args.device)
+    prior = resolve_prior(PATCH_PRIOR if args.stack == "cell-gravel-256" else None, args.device)
     report: dict[str, Any] = {
         "command": "benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "hardware": hardware(device),

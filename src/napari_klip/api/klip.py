@@ -445,9 +445,12 @@ def score_stack(
         Images sampled together, one network call per step for all their ``N × S`` samples
         (``"auto"``: as many as a memory budget allows, :mod:`napari_klip.core.batching`; for a
         patch prior as many as fill one call of ``patch_batch`` tiles,
-        :func:`~napari_klip.core.patches.images_per_call`). Each
-        image keeps its own generator, so results equal those of ``batch_images=1`` up to the
-        float rounding of the network's batch-size-dependent kernels (``docs/benchmarks.md``).
+        :func:`~napari_klip.core.patches.images_per_call`). Each image keeps its own generator,
+        so results equal those of ``batch_images=1`` up to the float rounding of the network's
+        batch-size-dependent kernels (``docs/benchmarks.md``) — except with a patch prior, where
+        the images of a batch share one sequence of tile offsets, drawn from the seed of its
+        first image: only that image equals its ``batch_images=1`` result, the others are
+        another, equally valid draw.
     progress, should_cancel : callable, optional
         Progress (``step`` and ``total`` count image-steps over all images) and cancel check,
         after every step.
