@@ -38,18 +38,17 @@ from ..core.klip import (
     KlipConfig,
     KlipTrace,
     block_score_map,
-    default_image_block_size,
-    default_window,
     heatmap_from_blocks,
     image_score,
     iter_klip_batch,
     measurement_to_model_range,
+    resolve_map_settings,
     threshold_blocks,
 )
 from ..core.operators import Operator, build_operator
 from ..core.batching import batch_sizes, resolve_batch_images
-from ..core.options import AUTO_BATCH, DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, TILINGS, check_batch_images
-from ..core.patches import TiledPrior, for_grid, images_per_call, tile_progress, tiling_parameters, working_grid
+from ..core.options import DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, TILINGS, check_batch_images
+from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameters, working_grid
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
 from ..core.progress import Progress, ProgressCallback, ShouldCancel, drive
@@ -141,15 +140,6 @@ def _maps(trace: KlipTrace, input_hw: tuple[int, int], block_size: int, window: 
     }
 
 
-def _check_scoring(
-    grid: tuple[int, int], config: KlipConfig, input_hw: tuple[int, int], block_size: int, window: tuple[int, int], threshold: str
-) -> None:
-    """Fail before sampling on a block size, window or threshold rule that scoring would reject (energy on ``grid``)."""
-    steps = config.stop_after_step or config.num_steps
-    block_score_map(np.zeros((steps, *grid), np.float32), block_size, window, shape=input_hw)
-    threshold_blocks(np.zeros(1), threshold)
-
-
 def _score_batches(
     prior: DiffusionPrior,
     operator: Operator,
@@ -173,27 +163,23 @@ def _score_batches(
     Progress counts image-steps: after step ``k`` of a batch of ``n`` images that starts at image
     ``b``, ``b·K + k·n`` of ``N·K``; with a patch prior it counts patches (steps × tiles × samples
     per image) and moves after every network call. ``mapping`` takes outputs back to the input's
-    intensity units (identity when not given). The default block size follows each input's shape.
-    A patch prior runs on ``grid`` (default: the inputs' own grid; all inputs share one shape), its
-    tile offsets drawn from seed ``config.seed + b`` for the batch that starts at image ``b``.
+    intensity units (identity when not given). All inputs share one shape (``input_shapes`` says
+    it per item). A patch prior runs on ``grid`` (default: the inputs' own grid), its tile offsets
+    drawn from seed ``config.seed + b`` for the batch that starts at image ``b``.
     """
     require_finite_weights(prior)
-    window = default_window(config.num_steps) if window is None else window
-    grids = [tuple(grid) if grid is not None else working_grid(prior, tuple(shape[:2])) for shape in input_shapes]
-    blocks = [default_image_block_size(g, tuple(shape[:2])) if block_size is None else block_size
-              for g, shape in zip(grids, input_shapes, strict=True)]
-    for on_grid, input_hw, block in {(g, tuple(shape[:2]), b) for g, shape, b in zip(grids, input_shapes, blocks, strict=True)}:
-        _check_scoring(on_grid, config, input_hw, block, window, threshold)
+    if not measurements:
+        return []
+    input_hw = tuple(input_shapes[0][:2])
+    grid = tuple(grid) if grid is not None else working_grid(prior, input_hw)
+    block_size, window = resolve_map_settings(grid, input_hw, config, block_size, window, threshold)
     mapping = mapping or IntensityMapping("none", None, None, prior.metadata.intensity_range)
     count, steps = len(measurements), config.stop_after_step or config.num_steps
-    tiled = for_grid(prior, grids[0], tiling=tiling, patch_batch=patch_batch) if grids else prior
-    if batch_images == AUTO_BATCH and isinstance(tiled, TiledPrior):  # memory is bounded by the patch budget
-        size = images_per_call(tiled, config.num_samples, count)
-    else:
-        size = resolve_batch_images(batch_images, prior, config.num_samples, count, with_gradients=config.guidance == "dps")
+    size = resolve_batch_images(batch_images, for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch), config.num_samples, count,
+                                with_gradients=config.guidance == "dps")
     results: list[KlipResult] = []
     for begin, end in batch_sizes(count, size):
-        batch_prior = for_grid(prior, grids[begin], tiling=tiling, patch_batch=patch_batch, seed=config.seed + begin)
+        batch_prior = for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch, seed=config.seed + begin)
         units = 1 if isinstance(batch_prior, TiledPrior) else end - begin  # patches, or image-steps per batch step
 
         def report(update: Progress, begin: int = begin, images: int = end - begin, units: int = units) -> None:
@@ -209,7 +195,7 @@ def _score_batches(
             item = {**extra, "images_in_batch": end - begin}
             index = begin + offset
             results.append(_result(batch_prior, operator, measurements[index], input_shapes[index], trace,
-                                   blocks[index], window, threshold, item, mapping))
+                                   block_size, window, threshold, item, mapping))
     return results
 
 
@@ -272,12 +258,14 @@ def _observed_model(operator: Operator, measurement_model: Any) -> np.ndarray:
 
 
 def _simulated_measurement(
-    prior: DiffusionPrior, operator: Operator, image: np.ndarray, noise_sigma: float, seed: int, mapping: IntensityMapping
+    grid_prior: DiffusionPrior | TiledPrior, operator: Operator, image: np.ndarray, noise_sigma: float, seed: int, mapping: IntensityMapping
 ) -> Any:
-    """``(1, C, ...)`` model-unit measurement of one checked image (mapped to the prior's units), its noise seeded by ``seed``."""
-    grid_prior = for_grid(prior, image.shape[:2])  # the prior itself, or a patch prior on the image's own grid
+    """``(1, C, ...)`` model-unit measurement of one checked image (mapped to the prior's units), its noise seeded by ``seed``.
+
+    ``grid_prior`` is the prior on the working grid (:func:`~napari_klip.core.patches.for_grid`).
+    """
     model_image = torch.from_numpy(to_prior_grid(mapping.apply(image), grid_prior))[None]
-    intensity_image = prior.from_model_range(model_image)
+    intensity_image = grid_prior.from_model_range(model_image)
     measurement = operator.simulate(intensity_image.double(), noise_sigma=noise_sigma, seed=seed).float()
     return measurement_to_model_range(grid_prior, operator, measurement)
 
@@ -472,11 +460,11 @@ def score_stack(
     config = config or KlipConfig()
     config.validate(prior.num_train_timesteps)
     stack = check_stack(images, prior.channels)
-    grid = working_grid(prior, stack[0].shape[:2]) if stack else tuple(prior.image_size)
-    operator = build_operator(options.pop("operator", "ct"), grid, options.pop("operator_params", None))
+    grid_prior = for_grid(prior, stack[0].shape[:2]) if stack else prior  # the prior itself, or a patch prior on the images' grid
+    operator = build_operator(options.pop("operator", "ct"), grid_prior.image_size, options.pop("operator_params", None))
     noise_sigma = options.pop("noise_sigma", 0.0)
     mapping = resolve_intensity(np.stack(stack), prior.metadata, options.pop("intensity", "auto"))
-    measurements = [_simulated_measurement(prior, operator, image, noise_sigma, config.seed + index, mapping)
+    measurements = [_simulated_measurement(grid_prior, operator, image, noise_sigma, config.seed + index, mapping)
                     for index, image in enumerate(stack)]
     return _score_batches(
         prior, operator, measurements, [tuple(image.shape) for image in stack], config,

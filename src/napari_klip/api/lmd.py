@@ -32,8 +32,8 @@ from ..core.lmd import LmdConfig, LmdReconstructions, LmdScores, run_lmd
 from ..core.diffusion import respaced_timesteps
 from ..core.lmd.distances import make_distance
 from ..core.batching import batch_sizes, resolve_batch_images
-from ..core.options import AUTO_BATCH, DEFAULT_LMD_BATCH_SIZE, TILINGS, check_batch_images
-from ..core.patches import TiledPrior, for_grid, images_per_call, tile_progress, tiling_parameters
+from ..core.options import DEFAULT_LMD_BATCH_SIZE, TILINGS, check_batch_images
+from ..core.patches import for_grid, tile_progress, tiling_parameters
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
 from ..core.progress import Progress, ProgressCallback, ShouldCancel
@@ -156,12 +156,10 @@ def score_stack(
     distance = make_distance(config.distance, prior=grid_prior, lpips_weights=lpips_weights, device=prior.device)
     model_images = torch.from_numpy(np.stack([to_prior_grid(mapping.apply(image), grid_prior) for image in checked]))
 
-    if requested == AUTO_BATCH and isinstance(grid_prior, TiledPrior):  # memory is bounded by the patch budget
-        size = images_per_call(grid_prior, config.num_reconstructions, len(checked))
-    else:
-        size = resolve_batch_images(requested, prior, config.num_reconstructions, len(checked))
+    size = resolve_batch_images(requested, grid_prior, config.num_reconstructions, len(checked))
     batches = [model_images[begin:end] for begin, end in batch_sizes(len(checked), size)]
     results: list[LmdResult] = []
+    steps = len(respaced_timesteps(prior, config.num_steps, config.start_step))
     for number, batch in enumerate(batches):
 
         def report(update: Progress, number: int = number) -> None:  # in the update's unit: steps, or patches (patch priors)
@@ -169,7 +167,6 @@ def score_stack(
                 progress(Progress(number * update.total + update.step, update.total * len(batches), update.elapsed_s))
 
         batch_prior = sampling_prior()
-        steps = len(respaced_timesteps(prior, config.num_steps, config.start_step))
         report_tiles = tile_progress(batch_prior, batch.shape[0] * config.num_reconstructions, steps, report)
         reconstructions, scores = run_lmd(batch_prior, batch, config, distance=distance, progress=report_tiles, should_cancel=should_cancel)
         for index in range(batch.shape[0]):

@@ -91,16 +91,12 @@ def check_spec(spec: RunSpec, sample: np.ndarray) -> dict[str, Any]:
     shape = (int(sample.shape[1]), int(sample.shape[2]))
     grid = working_grid(prior, shape)
     if spec.method == "klip":
-        from ..core.klip import block_score_map, default_image_block_size, default_window, threshold_blocks
+        from ..core.klip import resolve_map_settings
         from ..core.operators import build_operator
 
         spec.config.validate(prior.num_train_timesteps)
         build_operator(spec.operator, grid, spec.operator_params)
-        block_size = default_image_block_size(grid, shape) if spec.block_size is None else spec.block_size
-        window = default_window(spec.config.num_steps) if spec.window is None else spec.window
-        steps = spec.config.stop_after_step or spec.config.num_steps
-        block_score_map(np.zeros((steps, *grid), np.float32), block_size, window, shape=shape)
-        threshold_blocks(np.zeros(1), spec.threshold)
+        resolve_map_settings(grid, shape, spec.config, spec.block_size, spec.window, spec.threshold)
     else:
         from ..core.lmd.distances import make_distance
 

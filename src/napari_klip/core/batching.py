@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .options import AUTO_BATCH, AUTO_BATCH_MAX_ROWS, AUTO_BATCH_MEMORY_FRACTION, check_batch_images
+from .patches import TiledPrior, images_per_call
 
 if TYPE_CHECKING:  # pragma: no cover
     from .prior import DiffusionPrior
@@ -68,7 +69,7 @@ def free_memory_bytes(device: Any) -> int:
 
 def resolve_batch_images(
     batch_images: Any,
-    prior: "DiffusionPrior",
+    prior: "DiffusionPrior | TiledPrior",
     rows_per_image: int,
     count: int,
     with_gradients: bool = False,
@@ -80,8 +81,10 @@ def resolve_batch_images(
     ----------
     batch_images : int or "auto"
         Images per call (an integer >= 1), or ``"auto"``.
-    prior : DiffusionPrior
-        The network and device the batch runs on.
+    prior : DiffusionPrior or TiledPrior
+        The network and device the batch runs on; for a patch prior on its working grid (a
+        :class:`~napari_klip.core.patches.TiledPrior`), ``auto`` takes as many images as fill one
+        call of its patch budget (:func:`~napari_klip.core.patches.images_per_call`).
     rows_per_image : int
         Network rows one image needs (KLIP: samples; LMD: reconstructions).
     count : int
@@ -104,6 +107,8 @@ def resolve_batch_images(
     count = max(int(count), 1)
     if value != AUTO_BATCH:
         return min(int(value), count)
+    if isinstance(prior, TiledPrior):  # a patch prior's memory is bounded by its patch budget, not by images
+        return images_per_call(prior, rows_per_image, count)
     if budget_bytes is None:
         budget_bytes = int(free_memory_bytes(prior.device) * AUTO_BATCH_MEMORY_FRACTION)
     per_row = activation_bytes_per_row(prior) * (3 if with_gradients else 1)

@@ -444,12 +444,9 @@ def _train(
 
     start = time.perf_counter()
     window_losses: list[float] = []
-    time_limited, first_step = False, step
+    time_limited = False
     try:
-        while step < config.steps:
-            if config.time_limit_s is not None and step > first_step and time.perf_counter() - start >= config.time_limit_s:
-                time_limited = True
-                break
+        while step < config.steps and not time_limited:
             batch = _sample_batch(train_images, config, generator)
             timesteps = torch.randint(0, len(alphas_cumprod), (batch.shape[0],), device=device, generator=generator)
             noise = torch.randn(batch.shape, device=device, generator=generator)
@@ -472,12 +469,14 @@ def _train(
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"the training loss became {loss_value} at step {step}; lower the learning rate")
             window_losses.append(loss_value)
-            if step % config.log_every == 0 or step == config.steps:
+            # the step that reaches the time limit ends this run (and logs its window, so the summary's loss is current)
+            time_limited = config.time_limit_s is not None and step < config.steps and time.perf_counter() - start >= config.time_limit_s
+            if step % config.log_every == 0 or step == config.steps or time_limited:
                 history.append(
                     {"step": step, "loss": float(np.mean(window_losses)), "elapsed_s": round(elapsed_before + time.perf_counter() - start, 2)}
                 )
                 window_losses = []
-            if step % config.checkpoint_every == 0 and step < config.steps:
+            if step % config.checkpoint_every == 0 and step < config.steps and not time_limited:  # the final save follows
                 save(final=False)
             yield TrainingProgress(step, config.steps, elapsed_before + time.perf_counter() - start, loss_value, learning_rate)
     except (GeneratorExit, KeyboardInterrupt):
@@ -485,8 +484,6 @@ def _train(
         # checkpoint then holds the state as far as that step got (the CLI defers Ctrl-C to step ends).
         save(final=False, cancelled=True)
         raise
-    if time_limited and window_losses:  # the steps since the last log entry, so the summary's loss is current
-        history.append({"step": step, "loss": float(np.mean(window_losses)), "elapsed_s": round(elapsed_before + time.perf_counter() - start, 2)})
     return save(final=not time_limited, time_limited=time_limited)
 
 

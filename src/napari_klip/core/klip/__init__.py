@@ -7,7 +7,7 @@ heatmaps and image scores for any time window and block size, without sampling a
 """
 
 from .sampler import GUIDANCE_MODES, KlipConfig, KlipProgress, KlipTrace, iter_klip_batch, iter_klip_sampling, measurement_to_model_range, run_klip
-from .scores import DEFAULT_THRESHOLD, THRESHOLD_RULES, block_score_map, default_block_size, default_image_block_size, default_window, heatmap_from_blocks, image_score, threshold_blocks
+from .scores import DEFAULT_THRESHOLD, THRESHOLD_RULES, block_score_map, default_block_size, default_image_block_size, default_window, heatmap_from_blocks, image_score, resolve_map_settings, threshold_blocks
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -23,6 +23,7 @@ __all__ = [
     "default_window",
     "heatmap_from_blocks",
     "image_score",
+    "resolve_map_settings",
     "iter_klip_batch",
     "iter_klip_sampling",
     "measurement_to_model_range",

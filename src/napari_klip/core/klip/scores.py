@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..options import DEFAULT_THRESHOLD, THRESHOLD_RULES, check_window
+from ..options import DEFAULT_THRESHOLD, THRESHOLD_RULES, KlipConfig, check_window
 
 #: The paper's score window as fractions of the sampling run: steps [65, 85) of 100.
 DEFAULT_WINDOW_FRACTION = (0.65, 0.85)
@@ -41,6 +41,34 @@ def default_image_block_size(prior_size: tuple[int, int], image_shape: tuple[int
     target = default_block_size(prior_size) * np.sqrt(height * width / (prior_size[0] * prior_size[1]))
     sides = [b for b in range(1, min(height, width) + 1) if height % b == 0 and width % b == 0]
     return min(sides, key=lambda b: (abs(b - target), b))
+
+
+def resolve_map_settings(
+    grid: tuple[int, int],
+    input_hw: tuple[int, int],
+    config: KlipConfig,
+    block_size: int | None,
+    window: tuple[int, int] | None,
+    threshold: str,
+) -> tuple[int, tuple[int, int]]:
+    """The block size and window of a KLIP run, defaults filled in, checked before any sampling.
+
+    ``None`` takes :func:`default_image_block_size` of the working ``grid`` for ``input_hw`` and
+    :func:`default_window` of ``config.num_steps``; then a block size, window or threshold rule
+    that scoring a trace of the run (``stop_after_step`` or ``num_steps`` steps on ``grid``) would
+    reject raises here.
+
+    Returns
+    -------
+    tuple
+        ``(block_size, window)``.
+    """
+    block_size = default_image_block_size(grid, input_hw) if block_size is None else block_size
+    window = default_window(config.num_steps) if window is None else window
+    steps = config.stop_after_step or config.num_steps
+    block_score_map(np.zeros((steps, *grid), np.float32), block_size, window, shape=input_hw)
+    threshold_blocks(np.zeros(1), threshold)
+    return block_size, window
 
 
 def _check_window(window: tuple[int, int], steps_available: int) -> tuple[int, int]:
