@@ -117,6 +117,39 @@ def best_time(function: Callable[[], Any], device: Any, repeats: int) -> float:
     return min(timed(function, device)[0] for _ in range(repeats))
 
 
+class NetworkClock:
+    """Counts the rows sent through ``prior.predict_noise`` and the seconds spent in it, while active.
+
+    On the CPU the clock gives the share of a scoring path spent in the network, and with it a
+    bound on what any batching can gain (it can at best run those rows at the best forward rate
+    and remove everything else). On CUDA only rows are counted: timing each call would need a
+    synchronization that changes what is measured.
+    """
+
+    def __init__(self, prior: Any, device: Any) -> None:
+        self.prior, self.device = prior, device
+        self.rows, self.seconds = 0, 0.0
+
+    def __enter__(self) -> "NetworkClock":
+        original = self.prior.predict_noise
+
+        def counted(noisy: Any, timesteps: Any) -> Any:
+            start = time.perf_counter()
+            predicted = original(noisy, timesteps)
+            self.seconds += time.perf_counter() - start
+            self.rows += int(noisy.shape[0])
+            return predicted
+
+        self.prior.predict_noise = counted
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        del self.prior.predict_noise  # the class's method again
+
+    def report(self) -> dict[str, Any]:
+        return {"rows": self.rows, "seconds": self.seconds if self.device.type == "cpu" else None}
+
+
 def load_stack(count: int, data_dir: Path = SHARED) -> tuple[np.ndarray, int]:
     """``count`` slices: the first half OrganAMNIST test (ID), the rest MNIST test (OOD); and the ID count."""
     in_domain = count // 2
@@ -195,10 +228,13 @@ def measure_scoring(args: argparse.Namespace, prior: Any, device: Any) -> dict[s
         paths = {name: run for name, run in paths.items() if name in keep}
     times: dict[str, list[float]] = {name: [] for name in paths}
     scores: dict[str, list[float]] = {}
+    network: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
     for _ in range(args.repeats):  # interleaved: every path once per round
         for name, run in paths.items():
-            elapsed, values = timed(run, device)
+            with NetworkClock(prior, device) as clock:
+                elapsed, values = timed(run, device)
             times[name].append(elapsed)
+            network[name].append(clock.report())
             print(f"{name}: {elapsed:.1f} s (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
             scores.setdefault(name, values)
     prior.set_precision("fp32")
@@ -216,6 +252,7 @@ def measure_scoring(args: argparse.Namespace, prior: Any, device: Any) -> dict[s
             "dataset_auc": auc,
             "auc_minus_per_slice": auc - dataset_roc_auc(reference[:in_domain].tolist(), reference[in_domain:].tolist()),
             "max_relative_score_difference": float(np.max(np.abs(values - reference) / np.maximum(np.abs(reference), 1e-12))),
+            "network": network[name],
         }
     if patches:
         from napari_klip.core.patches import for_grid, images_per_call
@@ -314,6 +351,34 @@ def cuda_graph_forward(prior: Any, x: Any, timestep: Any, flops_per_row: int) ->
     return {"seconds": seconds, "rows": int(x.shape[0]), "flops_per_s": flops_per_row * x.shape[0] / seconds}
 
 
+def batching_bound(paths: dict[str, Any], forward: dict[str, Any]) -> dict[str, Any]:
+    """Per method: the per-slice path's share of time in the network, and the most batching could gain.
+
+    The bound assumes a batched path that spends no time outside the network and runs every
+    network row at the best rate the forward measurement found (any precision, layout and call
+    size): ``per-slice seconds / (rows / best rows per second)``. A measured speed-up above it
+    would mean the clock or the forward measurement is wrong.
+    """
+    best_rate = max(row["rows_per_s"] for row in forward["rows"].values())
+    bounds = {}
+    for name, row in paths.items():
+        method, path = name.split("/")
+        if path != "per-slice-fp32":
+            continue
+        seconds = statistics.median(row["seconds"])
+        network_seconds = statistics.median(clock["seconds"] for clock in row["network"])
+        rows = row["network"][0]["rows"]
+        bounds[method] = {
+            "per_slice_seconds": seconds,
+            "network_seconds": network_seconds,
+            "network_share": network_seconds / seconds,
+            "network_rows": rows,
+            "best_forward_rows_per_s": best_rate,
+            "speedup_bound": seconds / (rows / best_rate),
+        }
+    return bounds
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import torch
@@ -337,6 +402,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.skip_scoring:
         report["scoring"] = measure_scoring(args, prior, device)
     report["forward"] = measure_forward(args, prior, device)
+    if "scoring" in report and device.type == "cpu":
+        report["scoring"]["batching_bound"] = batching_bound(report["scoring"]["paths"], report["forward"])
     report["loadavg_end"] = os.getloadavg()
     report["wall_s"] = time.perf_counter() - start
     text = json.dumps(report, indent=2, default=float)
