@@ -62,7 +62,8 @@ def test_stack_results_do_not_depend_on_the_batch_size(prior, disc_images):
 def test_progress_counts_steps_over_batches_and_cancel_raises(prior, disc_images):
     updates = []
     lmd_score_stack(disc_images[:3], prior=prior, config=FAST, batch_size=2, progress=updates.append)
-    assert [u.step for u in updates] == list(range(1, 9)) and {u.total for u in updates} == {8}
+    # image-steps over the stack: the first batch advances two images per step, the last one one
+    assert [u.step for u in updates] == [2, 4, 6, 8, 9, 10, 11, 12] and {u.total for u in updates} == {12}
     seen = []
     with pytest.raises(Cancelled):
         lmd_score_stack(disc_images[:3], prior=prior, config=FAST, progress=seen.append, should_cancel=lambda: len(seen) >= 2)

@@ -52,6 +52,22 @@ def test_klip_stack_progress_spans_all_images(patch_prior, images):
     assert [u.step for u in updates] == sorted(u.step for u in updates)
 
 
+@pytest.mark.parametrize("detector", ["klip", "lmd"])
+def test_stack_progress_of_unequal_batches_has_one_total_and_ends_at_it(patch_prior, detector):
+    """Three images in batches of two and one: the total does not change when the smaller last batch starts."""
+    stack = np.random.default_rng(1).uniform(40, 200, (3, 16, 24)).astype(np.float32)
+    updates = []
+    if detector == "klip":
+        klip_api.score_stack(stack, patch_prior, operator="denoise", config=KlipConfig(num_samples=1, num_steps=2), window=(0, 2),
+                             batch_images=2, progress=updates.append)
+    else:
+        lmd_api.score_stack(stack, patch_prior, config=LmdConfig(num_reconstructions=2, num_steps=2, distance="mse", mask_grid=4),
+                            batch_images=2, progress=updates.append)
+    totals = {u.total for u in updates}
+    assert len(totals) == 1 and updates[-1].step == updates[-1].total
+    assert [u.step for u in updates] == sorted(u.step for u in updates)
+
+
 def test_klip_same_seed_same_map_and_tiling_is_recorded(patch_prior, images):
     run = lambda tiling: klip_api.score_image(images[0], patch_prior, operator="denoise", tiling=tiling,  # noqa: E731
                                               config=KlipConfig(num_samples=1, num_steps=2, seed=4), window=(0, 2))

@@ -57,6 +57,19 @@ def test_train_refuses_occupied_output_then_resumes(tmp_path, stack_file, capsys
     assert load_prior(out, device="cpu").metadata.training["steps"] == 6
 
 
+def test_train_a_v_prediction_prior_with_min_snr_weighting(tmp_path, stack_file, capsys):
+    out = tmp_path / "prior"
+    assert main(_train_args(stack_file, out, "--prediction-type", "v_prediction", "--loss-weighting", "min-snr", "--min-snr-gamma", "2")) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)["prior"]
+    assert report["prediction_type"] == "v_prediction"
+    assert report["training"]["loss_weighting"] == "min-snr (gamma 2)"
+    assert main(_train_args(stack_file, tmp_path / "bad", "--min-snr-gamma", "-1")) == 1
+    assert "min_snr_gamma must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_from_npz_key(tmp_path, disc_images):
     np.savez(tmp_path / "d.npz", train_images=disc_images, labels=np.zeros(len(disc_images)))
     assert main(_train_args(f"{tmp_path / 'd.npz'}:train_images", tmp_path / "p", "--max-images", "10")) == 0

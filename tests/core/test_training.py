@@ -145,6 +145,9 @@ def test_bad_images_fail_before_anything_is_written(tmp_path, images, error, mes
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"size_mode": "stretch"}, "size_mode"),
         ({"image_size": 18}, "multiple of 4"),
+        ({"prediction_type": "x0"}, "unknown prediction_type 'x0'"),
+        ({"loss_weighting": "snr"}, "unknown loss_weighting 'snr'"),
+        ({"min_snr_gamma": 0.0}, "min_snr_gamma must be > 0"),
     ],
 )
 def test_bad_settings(tmp_path, disc_images, overrides, message):
@@ -183,3 +186,48 @@ def test_a_bad_time_limit_fails_before_anything_is_written(tmp_path, disc_images
     with pytest.raises(ValueError, match="time_limit_s must be > 0"):
         train_prior(disc_images, tmp_path / "out", _config(time_limit_s=limit))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("prediction_type", "weighting"), [("v_prediction", "min-snr"), ("sample", "uniform"), ("epsilon", "min-snr")])
+def test_a_v_or_x0_prior_is_a_diffusers_folder_whose_noise_prediction_is_converted(tmp_path, disc_images, prediction_type, weighting):
+    """The scheduler config records what the network predicts; ``predict_noise`` returns ε for every type."""
+    train_prior(disc_images, tmp_path / "p", _config(prediction_type=prediction_type, loss_weighting=weighting))
+    config = json.loads((tmp_path / "p" / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == prediction_type
+    prior = load_prior(tmp_path / "p", device="cpu")
+    assert prior.prediction_type == prediction_type
+    assert prior.metadata.training["prediction_type"] == prediction_type
+    assert prior.metadata.training["loss_weighting"].startswith(weighting)
+    noisy, timesteps = torch.randn((3, 1, 16, 16), generator=torch.Generator().manual_seed(0)), torch.tensor([5, 400, 990])
+    with torch.no_grad():
+        output = prior.unet(noisy, timesteps).sample
+        noise = prior.predict_noise(noisy, timesteps)
+    alpha_bar = prior.scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    # written out here rather than through the module under test
+    expected = {
+        "epsilon": output,
+        "v_prediction": alpha_bar.sqrt() * output + (1 - alpha_bar).sqrt() * noisy,
+        "sample": (noisy - alpha_bar.sqrt() * output) / (1 - alpha_bar).sqrt(),
+    }[prediction_type]
+    assert torch.allclose(noise, expected, atol=1e-5)
+
+
+def test_resume_refuses_another_prediction_type_or_weighting(tmp_path, disc_images):
+    train_prior(disc_images, tmp_path / "p", _config(steps=2))
+    with pytest.raises(ValueError, match="prediction_type='epsilon'"):
+        train_prior(disc_images, tmp_path / "p", _config(steps=4, prediction_type="v_prediction"), resume=True)
+    with pytest.raises(ValueError, match="loss_weighting='uniform'"):
+        train_prior(disc_images, tmp_path / "p", _config(steps=4, loss_weighting="min-snr"), resume=True)
+    assert train_prior(disc_images, tmp_path / "p", _config(steps=4), resume=True).steps_done == 4
+
+
+def test_a_checkpoint_from_before_prediction_types_resumes_as_epsilon(tmp_path, disc_images):
+    """Checkpoints written before the setting existed hold no ``prediction_type``: they were ε-prediction runs."""
+    train_prior(disc_images, tmp_path / "p", _config(steps=2))
+    state = torch.load(tmp_path / "p" / CHECKPOINT_FILE, weights_only=False)
+    for key in ("prediction_type", "loss_weighting", "min_snr_gamma"):
+        del state["config"][key]
+    torch.save(state, tmp_path / "p" / CHECKPOINT_FILE)
+    assert train_prior(disc_images, tmp_path / "p", _config(steps=3), resume=True).steps_done == 3
+    with pytest.raises(ValueError, match="prediction_type='epsilon'"):
+        train_prior(disc_images, tmp_path / "p", _config(steps=4, prediction_type="v_prediction"), resume=True)

@@ -51,7 +51,7 @@ from ..core.options import DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, TILINGS
 from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameters, working_grid
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
-from ..core.progress import Progress, ProgressCallback, ShouldCancel, drive
+from ..core.progress import ProgressCallback, ShouldCancel, drive, stack_progress
 
 __all__ = ["DEFAULT_THRESHOLD", "KlipResult", "score_image", "score_measurement", "score_measurements", "score_stack"]
 
@@ -180,13 +180,7 @@ def _score_batches(
     results: list[KlipResult] = []
     for begin, end in batch_sizes(count, size):
         batch_prior = for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch, seed=config.seed + begin)
-        units = 1 if isinstance(batch_prior, TiledPrior) else end - begin  # patches, or image-steps per batch step
-
-        def report(update: Progress, begin: int = begin, images: int = end - begin, units: int = units) -> None:
-            if progress is not None:
-                per_image = update.total * units // images
-                progress(Progress(begin * per_image + update.step * units, per_image * count, update.elapsed_s))
-
+        report = stack_progress(progress, begin, end - begin, count, steps_cover_the_batch=not isinstance(batch_prior, TiledPrior))
         report_tiles = tile_progress(batch_prior, (end - begin) * config.num_samples, steps, report)
         batch = torch.cat(measurements[begin:end])
         seeds = [config.seed + index for index in range(begin, end)]

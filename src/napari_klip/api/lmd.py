@@ -33,10 +33,10 @@ from ..core.diffusion import respaced_timesteps
 from ..core.lmd.distances import make_distance
 from ..core.batching import batch_sizes, resolve_batch_images
 from ..core.options import DEFAULT_LMD_BATCH_SIZE, TILINGS, check_batch_images
-from ..core.patches import for_grid, tile_progress, tiling_parameters
+from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameters
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
-from ..core.progress import Progress, ProgressCallback, ShouldCancel
+from ..core.progress import ProgressCallback, ShouldCancel, stack_progress
 
 __all__ = ["LmdResult", "score_image", "score_stack"]
 
@@ -123,8 +123,10 @@ def score_stack(
     patch_batch : int, optional
         Patch priors only: patches per network call (the memory budget).
     progress : callable, optional
-        Called with a :class:`~napari_klip.core.progress.Progress` (``step``, ``total`` over all
-        batches) after every step; for a patch prior after every network call too, counting patches.
+        Called with a :class:`~napari_klip.core.progress.Progress` after every step, counting
+        image-steps over the whole stack (after step ``k`` of a batch of ``n`` images that starts
+        at image ``b``: ``b·K + k·n`` of ``N·K``); for a patch prior after every network call too,
+        counting patches (steps × tiles × reconstructions per image).
     should_cancel : callable, optional
         Polled after every step; returning true stops the run.
 
@@ -157,16 +159,13 @@ def score_stack(
     model_images = torch.from_numpy(np.stack([to_prior_grid(mapping.apply(image), grid_prior) for image in checked]))
 
     size = resolve_batch_images(requested, grid_prior, config.num_reconstructions, len(checked))
-    batches = [model_images[begin:end] for begin, end in batch_sizes(len(checked), size)]
     results: list[LmdResult] = []
     steps = len(respaced_timesteps(prior, config.num_steps, config.start_step))
-    for number, batch in enumerate(batches):
-
-        def report(update: Progress, number: int = number) -> None:  # in the update's unit: steps, or patches (patch priors)
-            if progress is not None:
-                progress(Progress(number * update.total + update.step, update.total * len(batches), update.elapsed_s))
-
+    for begin, end in batch_sizes(len(checked), size):
+        batch = model_images[begin:end]
         batch_prior = sampling_prior()
+        # in the update's unit (steps, or patches for a patch prior), the same total for every batch
+        report = stack_progress(progress, begin, end - begin, len(checked), steps_cover_the_batch=not isinstance(batch_prior, TiledPrior))
         report_tiles = tile_progress(batch_prior, batch.shape[0] * config.num_reconstructions, steps, report)
         reconstructions, scores = run_lmd(batch_prior, batch, config, distance=distance, progress=report_tiles, should_cancel=should_cancel)
         for index in range(batch.shape[0]):

@@ -36,6 +36,7 @@ def run_info(args: argparse.Namespace) -> int:
             "path": str(prior.path),
             "parameters": prior.num_parameters,
             "train_timesteps": prior.num_train_timesteps,
+            "prediction_type": prior.prediction_type,
             **prior.metadata.to_json(),
             "assumed_defaults": prior.metadata.assumed_defaults,
         }

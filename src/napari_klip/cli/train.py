@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.networks import NETWORK_PRESETS
-from ..core.options import SIZE_MODES
+from ..core.options import LOSS_WEIGHTINGS, PREDICTION_TYPES, SIZE_MODES
 from ..core.training import TrainingConfig
 from ._common import add_device_option, positive_int, positive_minutes
 from ._interrupts import DeferredInterrupt
@@ -40,6 +40,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--time-limit", type=positive_minutes, metavar="MINUTES",
                        help="stop after the step that reaches MINUTES of wall time and write the prior as at the end; "
                             "--resume with the same --steps continues (for machines lent for a fixed time)")
+    train.add_argument("--prediction-type", choices=PREDICTION_TYPES, default=defaults.prediction_type,
+                       help="what the network predicts: the noise (DDPM), the velocity v, or the clean image "
+                            f"(default {defaults.prediction_type}); every detector converts it to the noise")
+    train.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=defaults.loss_weighting,
+                       help=f"weight of each timestep in the loss: equal, or Min-SNR-gamma (default {defaults.loss_weighting})")
+    train.add_argument("--min-snr-gamma", type=float, default=defaults.min_snr_gamma, metavar="GAMMA",
+                       help=f"gamma of --loss-weighting min-snr (default {defaults.min_snr_gamma:g})")
     train.add_argument("--log-every", type=positive_int, default=defaults.log_every)
     train.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to [-1, 1] (default: 0-255 for uint8, else data min-max)")
     train.add_argument("--labels", type=int, nargs="+", metavar="LABEL",
@@ -82,6 +89,9 @@ def run_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         patch_size=args.patch_size,
         time_limit_s=None if args.time_limit is None else args.time_limit * 60.0,
+        prediction_type=args.prediction_type,
+        loss_weighting=args.loss_weighting,
+        min_snr_gamma=args.min_snr_gamma,
         training_data=args.description or f"{args.data}{_label_note(args.labels)} ({len(images)} images)",
     )
     steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)

@@ -47,6 +47,13 @@ AGGREGATES = ("median", "mean")
 METHODS = ("klip", "lmd")
 #: How training images of another size reach the training size.
 SIZE_MODES = ("resize", "random-crop", "center-crop")
+#: What a prior's network predicts (diffusers' ``prediction_type``, stored in its scheduler config):
+#: the noise, the velocity ``v`` or the clean image (:mod:`napari_klip.core.parameterization`).
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+#: How training weighs the timesteps: equally, or by Min-SNR-γ (Hang et al. 2023).
+LOSS_WEIGHTINGS = ("uniform", "min-snr")
+#: γ of the Min-SNR weighting (the paper's default).
+DEFAULT_MIN_SNR_GAMMA = 5.0
 #: How a patch prior covers a whole image at each reverse step (:mod:`napari_klip.core.patches`):
 #: non-overlapping tiles on a grid shifted at random per step (PaDIS; the default, one network
 #: evaluation per pixel), or tiles at half-patch stride blended by a window (four per pixel).

@@ -26,6 +26,7 @@ import numpy as np
 
 from .device import resolve_device
 from .errors import PriorLoadError
+from .options import PREDICTION_TYPES
 from .outputs import remove_path, replace_tree
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -181,6 +182,11 @@ class DiffusionPrior:
         return sum(p.numel() for p in self.unet.parameters())
 
     @property
+    def prediction_type(self) -> str:
+        """What the network predicts (``epsilon``, ``v_prediction`` or ``sample``); :meth:`predict_noise` always returns ε."""
+        return str(self.scheduler.config.get("prediction_type", "epsilon"))
+
+    @property
     def num_train_timesteps(self) -> int:
         """Length of the training noise schedule."""
         return int(self.scheduler.config.num_train_timesteps)
@@ -270,13 +276,19 @@ class DiffusionPrior:
         if self.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         network = self.unet if self.compiled is None else self.compiled
+        timesteps = timesteps.to(noisy.device)
         if self.precision == "fp32":
-            predicted = network(noisy, timesteps.to(noisy.device)).sample
+            predicted = network(noisy, timesteps).sample
         else:
             from .precision import autocast
 
             with autocast(self.precision, noisy.device):
-                predicted = network(noisy, timesteps.to(noisy.device)).sample.float()
+                predicted = network(noisy, timesteps).sample.float()
+        if self.prediction_type != "epsilon":
+            from .parameterization import noise_from_output
+
+            alpha_bar = self.scheduler.alphas_cumprod.to(device=noisy.device, dtype=torch.float32)[timesteps]
+            predicted = noise_from_output(predicted, noisy, alpha_bar.view(-1, *([1] * (noisy.ndim - 1))), self.prediction_type)
         return predicted.contiguous() if self.channels_last else predicted
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
@@ -422,6 +434,13 @@ def _load_scheduler(folder: Path) -> "DDPMScheduler":
                     folder,
                     f"'{candidate.relative_to(folder)}' describes a {kind} without a beta schedule; only "
                     "variance-preserving (DDPM/DDIM-style) schedules are supported",
+                )
+            prediction_type = config.get("prediction_type", "epsilon")
+            if prediction_type not in PREDICTION_TYPES:
+                raise PriorLoadError(
+                    folder,
+                    f"'{candidate.relative_to(folder)}' has prediction_type {prediction_type!r}; supported: "
+                    f"{', '.join(PREDICTION_TYPES)}",
                 )
             try:
                 return DDPMScheduler.from_config(config)

@@ -76,3 +76,38 @@ def drive(
             steps.close()
             step = getattr(last_update, "step", None)
             raise Cancelled("cancelled" if step is None else f"cancelled after step {step}", last_update)
+
+
+def stack_progress(
+    progress: ProgressCallback | None, begin: int, images: int, count: int, *, steps_cover_the_batch: bool
+) -> ProgressCallback | None:
+    """Report the progress of one batch of a stack as progress over the whole stack.
+
+    Parameters
+    ----------
+    progress : callable or None
+        The stack's callback (``None``: nothing is reported, ``None`` is returned).
+    begin, images : int
+        The batch holds images ``begin .. begin + images - 1`` of the stack.
+    count : int
+        Images in the stack.
+    steps_cover_the_batch : bool
+        True when each of the batch's updates counts reverse steps, each of which advances every
+        image of the batch (a whole-image prior); false when the updates already count work over
+        the whole batch (patches evaluated, for a patch prior).
+
+    Returns
+    -------
+    callable or None
+        The batch's callback: its ``step`` and ``total`` become units of work over all ``count``
+        images, so the total is the same for every batch, also a last, smaller one.
+    """
+    if progress is None:
+        return None
+    units = images if steps_cover_the_batch else 1
+
+    def report(update: Progress) -> None:
+        per_image = update.total * units // images
+        progress(Progress(begin * per_image + update.step * units, per_image * count, update.elapsed_s))
+
+    return report

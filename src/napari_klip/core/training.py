@@ -26,7 +26,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import Cancelled, TrainingCancelled
 from .intensity import training_statistics
 from .outputs import output_lock, remove_path, replace_tree
-from .options import PRECISIONS, SIZE_MODES, check_choice
+from .options import DEFAULT_MIN_SNR_GAMMA, LOSS_WEIGHTINGS, PRECISIONS, PREDICTION_TYPES, SIZE_MODES, check_choice
+from .parameterization import loss_weights, training_target
 from .precision import autocast, resolve_precision
 from .prior import METADATA_FILE, PriorMetadata, create_prior, write_prior_folder
 from .patches import random_patches
@@ -92,6 +93,16 @@ class TrainingConfig:
         training stops after the step that reaches it and writes the prior as at the end, with
         ``time_limit_reached`` in its training summary; ``resume`` with the same ``steps``
         continues from there. For machines lent for a fixed time (a GPU session).
+    prediction_type : {"epsilon", "v_prediction", "sample"}
+        What the network learns to predict: the noise (DDPM), the velocity ``v`` or the clean
+        image (:mod:`.parameterization`); stored in the prior's scheduler config, so the folder
+        stays a diffusers pipeline, and every sampler here converts the output to ε.
+    loss_weighting : {"uniform", "min-snr"}
+        Weight of each image's loss by its timestep: equal, or Min-SNR-γ (Hang et al. 2023).
+        The logged training loss is the weighted one; compare priors by their held-out
+        ε-error (``napari-klip info --heldout``), which does not depend on either choice.
+    min_snr_gamma : float
+        γ of ``min-snr``.
     """
 
     image_size: int = 32
@@ -112,6 +123,9 @@ class TrainingConfig:
     precision: str = PRECISIONS[0]
     patch_size: int | None = None
     time_limit_s: float | None = None
+    prediction_type: str = PREDICTION_TYPES[0]
+    loss_weighting: str = LOSS_WEIGHTINGS[0]
+    min_snr_gamma: float = DEFAULT_MIN_SNR_GAMMA
 
     def __post_init__(self) -> None:
         if self.patch_size is not None:
@@ -136,6 +150,10 @@ class TrainingConfig:
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        if not (self.min_snr_gamma > 0 and math.isfinite(self.min_snr_gamma)):
+            raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma!r}")
         if self.time_limit_s is not None and not (self.time_limit_s > 0 and math.isfinite(self.time_limit_s)):
             raise ValueError(f"time_limit_s must be > 0 seconds, got {self.time_limit_s!r}")
         unet_config(self.image_size, 1, self.network)  # raises for an unknown preset or an unusable size
@@ -360,7 +378,8 @@ def _train(
 
     channels = data.shape[1]
     prior = create_prior(
-        config.image_size, channels, config.network, intensity_range, config.training_data, seed=config.seed
+        config.image_size, channels, config.network, intensity_range, config.training_data, seed=config.seed,
+        schedule={"prediction_type": config.prediction_type},
     )
     unet = prior.unet.to(device).train()
     parameters = [p for p in unet.parameters() if p.requires_grad]
@@ -376,9 +395,11 @@ def _train(
     if resuming:
         state = load_checkpoint(out_dir / CHECKPOINT_FILE, device)
         saved = state["config"]
-        for key in ("patch_size", "image_size", "network", "size_mode"):
-            if saved.get(key) != getattr(config, key):
-                raise ValueError(f"cannot resume: the checkpoint was trained with {key}={saved[key]!r}, not {getattr(config, key)!r}")
+        defaults = TrainingConfig()  # checkpoints older than a setting were trained with its default
+        for key in ("patch_size", "image_size", "network", "size_mode", "prediction_type", "loss_weighting", "min_snr_gamma"):
+            trained_with = saved.get(key, getattr(defaults, key))
+            if trained_with != getattr(config, key):
+                raise ValueError(f"cannot resume: the checkpoint was trained with {key}={trained_with!r}, not {getattr(config, key)!r}")
         if state["channels"] != channels:
             raise ValueError(f"cannot resume: the checkpoint has {state['channels']} channel(s), the data {channels}")
         unet.load_state_dict(state["unet"])
@@ -425,6 +446,8 @@ def _train(
             "network": config.network,
             "parameters": prior.num_parameters,
             "precision": precision,
+            "prediction_type": config.prediction_type,
+            "loss_weighting": config.loss_weighting if config.loss_weighting == "uniform" else f"{config.loss_weighting} (gamma {config.min_snr_gamma:g})",
             "time_limit_reached": time_limited,
         }
         export = _export_unet(unet, ema)
@@ -457,7 +480,7 @@ def _train(
                 group["lr"] = learning_rate
             with autocast(precision, device):
                 prediction = unet(noisy, timesteps).sample
-            loss = torch.nn.functional.mse_loss(prediction.float(), noise)
+            loss = _loss(prediction.float(), batch, noise, alpha_bar, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -485,6 +508,17 @@ def _train(
         save(final=False, cancelled=True)
         raise
     return save(final=not time_limited, time_limited=time_limited)
+
+
+def _loss(prediction: Any, clean: Any, noise: Any, alpha_bar: Any, config: TrainingConfig) -> Any:
+    """The training loss of one batch: the mean squared error to the target, weighted per image by timestep."""
+    import torch
+
+    target = training_target(clean, noise, alpha_bar, config.prediction_type)
+    if config.loss_weighting == "uniform":
+        return torch.nn.functional.mse_loss(prediction, target)
+    per_image = ((prediction - target) ** 2).flatten(1).mean(dim=1)
+    return (loss_weights(alpha_bar.flatten(), config.prediction_type, config.loss_weighting, config.min_snr_gamma) * per_image).mean()
 
 
 def _sample_batch(train_images: Any, config: TrainingConfig, generator: Any) -> Any:
