@@ -7,9 +7,11 @@ timestep with the one after it and their ``ᾱ`` (``ᾱ = 1`` after the last ste
 :func:`ddpm_reverse_step` is the ancestral step between two of them. Importing this module does
 not import torch; the functions take and return torch tensors.
 
-The step assumes what every prior napari-klip trains has: ε-prediction and the "fixed small"
-posterior variance of DDPM (``DEFAULT_SCHEDULE`` in :mod:`napari_klip.core.prior`); it equals
-diffusers' ``DDPMScheduler.step`` for those, bit for bit on the CPU.
+The step takes the predicted *noise* ε — ``DiffusionPrior.predict_noise`` converts a v- or
+x0-predicting network's output to it (:mod:`napari_klip.core.parameterization`) — and the "fixed
+small" posterior variance of DDPM (``DEFAULT_SCHEDULE`` in :mod:`napari_klip.core.prior`); it
+equals diffusers' ``DDPMScheduler.step`` for an ε-prior bit for bit on the CPU, and for v- and
+x0-priors to float rounding (``tests/core/test_parameterization.py``).
 """
 
 from __future__ import annotations
