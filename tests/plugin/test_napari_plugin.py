@@ -193,9 +193,13 @@ def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
 
 
 def test_train_a_patch_prior_and_score_at_native_size(viewer, qtbot, tmp_path):
-    klip = train_then_klip(viewer, qtbot, tmp_path / "patch", patch_size=16, steps=2, batch_size=4)
+    """Also a v-predicting prior trained with Min-SNR weighting: KLIP runs it like any other."""
+    klip = train_then_klip(viewer, qtbot, tmp_path / "patch", patch_size=16, steps=2, batch_size=4,
+                           prediction_type="v_prediction", loss_weighting="min-snr")
     metadata = json.loads((tmp_path / "patch" / "napari_klip_prior.json").read_text())
     assert metadata["patch_size"] == 16 and metadata["image_size"] == [16, 16]
+    assert metadata["training"]["prediction_type"] == "v_prediction" and metadata["training"]["loss_weighting"].startswith("min-snr")
+    assert json.loads((tmp_path / "patch" / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
     assert klip.block_size.choices == (1, 2, 4, 7, 14, 28)  # blocks of the slices' own 28² grid, not the 16² patch
 
 

@@ -11,6 +11,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Select,
 
 from ...core.data import read_images
 from ...core.networks import NETWORK_PRESETS
+from ...core.options import LOSS_WEIGHTINGS, PREDICTION_TYPES
 from ...core.progress import drive
 from ...core.training import TrainingConfig, iter_training, staging_folder
 from ._controls import device_box, image_layer_choices, seed_box
@@ -70,13 +71,22 @@ class TrainPriorWidget(TaskWidget):
         self.steps = SpinBox(label="steps", value=3000, min=1, max=10_000_000)
         self.batch_size = SpinBox(label="batch size", value=defaults.batch_size, min=1, max=4096)
         self.learning_rate = FloatSpinBox(label="learning rate", value=defaults.learning_rate, min=1e-7, max=1.0, step=1e-4)
+        self.prediction_type = ComboBox(
+            label="predicts", choices=list(PREDICTION_TYPES), value=defaults.prediction_type,
+            tooltip="what the network learns to predict: the noise (DDPM), the velocity v, or the clean image; "
+                    "the detectors convert it to the noise",
+        )
+        self.loss_weighting = ComboBox(
+            label="loss weighting", choices=list(LOSS_WEIGHTINGS), value=defaults.loss_weighting,
+            tooltip=f"weight of each timestep in the loss: equal, or Min-SNR-gamma (gamma {defaults.min_snr_gamma:g})",
+        )
         self.resume = CheckBox(text="resume from the folder's checkpoint", value=False)
         self.overwrite = CheckBox(text="overwrite earlier training output", value=False)
         self.seed = seed_box()
         self.device = device_box()
         self.form.extend(
             [self.source, self.layers, self.folder, self.output, self.image_size, self.patch_size, self.network, self.steps, self.batch_size,
-             self.learning_rate, self.seed, self.device, self.resume, self.overwrite]
+             self.learning_rate, self.prediction_type, self.loss_weighting, self.seed, self.device, self.resume, self.overwrite]
         )
         self.extend([self.run_button, self.status])
         self.source.changed.connect(self._on_source)
@@ -109,6 +119,8 @@ class TrainPriorWidget(TaskWidget):
             checkpoint_every=max(1, self.steps.value // 10),
             training_data=description,
             patch_size=self.patch_size.value or None,
+            prediction_type=self.prediction_type.value,
+            loss_weighting=self.loss_weighting.value,
         )
         config.validate()
         out_dir = Path(self.output.value).expanduser()
