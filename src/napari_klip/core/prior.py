@@ -285,9 +285,10 @@ class DiffusionPrior:
             with autocast(self.precision, noisy.device):
                 predicted = network(noisy, timesteps).sample.float()
         if self.prediction_type != "epsilon":
+            from .diffusion import alphas_cumprod
             from .parameterization import noise_from_output
 
-            alpha_bar = self.scheduler.alphas_cumprod.to(device=noisy.device, dtype=torch.float32)[timesteps]
+            alpha_bar = alphas_cumprod(self, noisy.device)[0][timesteps]
             predicted = noise_from_output(predicted, noisy, alpha_bar.view(-1, *([1] * (noisy.ndim - 1))), self.prediction_type)
         return predicted.contiguous() if self.channels_last else predicted
 
