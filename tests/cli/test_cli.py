@@ -70,6 +70,18 @@ def test_train_a_v_prediction_prior_with_min_snr_weighting(tmp_path, stack_file,
     assert not (tmp_path / "bad").exists()
 
 
+def test_train_with_edm_noise_levels(tmp_path, stack_file, capsys):
+    out = tmp_path / "prior"
+    assert main(_train_args(stack_file, out, "--prediction-type", "v_prediction", "--timestep-sampling", "edm")) == 0
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["prior"]["training"]["timestep_sampling"] == "edm"
+    with pytest.raises(SystemExit):
+        main(_train_args(stack_file, tmp_path / "bad", "--timestep-sampling", "lognormal"))
+    assert "invalid choice: 'lognormal'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_from_npz_key(tmp_path, disc_images):
     np.savez(tmp_path / "d.npz", train_images=disc_images, labels=np.zeros(len(disc_images)))
     assert main(_train_args(f"{tmp_path / 'd.npz'}:train_images", tmp_path / "p", "--max-images", "10")) == 0

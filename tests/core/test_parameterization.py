@@ -2,13 +2,14 @@
 
 References are independent of the module under test: diffusers' ``DDPMScheduler.step`` for each
 ``prediction_type`` (the reverse step our samplers take on the converted noise must equal it),
-and the Min-SNR paper's statement that each weighted loss is ``min(SNR, γ)`` times the clean-image
-error.
+the Min-SNR paper's statement that each weighted loss is ``min(SNR, γ)`` times the clean-image
+error, and EDM's preconditioning formulas and log-normal noise levels written out from the paper.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from diffusers import DDPMScheduler
 
 from napari_klip.core.diffusion import clean_estimate, ddpm_reverse_step
 from napari_klip.core.errors import PriorLoadError
-from napari_klip.core.parameterization import loss_weights, noise_from_output, training_target
+from napari_klip.core.parameterization import loss_weights, noise_from_output, sample_timesteps, training_target
 from napari_klip.core.prior import DEFAULT_SCHEDULE, create_prior, load_prior
 
 TYPES = ("epsilon", "v_prediction", "sample")
@@ -88,3 +89,52 @@ def test_a_folder_with_an_unknown_prediction_type_is_refused_by_name(tmp_path):
     path.write_text(json.dumps({**config, "prediction_type": "flow"}))
     with pytest.raises(PriorLoadError, match="prediction_type 'flow'"):
         load_prior(tmp_path / "p", device="cpu")
+
+
+def _schedule() -> torch.Tensor:
+    return DDPMScheduler(**DEFAULT_SCHEDULE).alphas_cumprod
+
+
+def test_uniform_timesteps_are_the_draws_training_always_made():
+    """Runs trained before the option existed reproduce (and resume) draw for draw."""
+    ours = sample_timesteps(64, _schedule(), "uniform", torch.Generator().manual_seed(3))
+    assert torch.equal(ours, torch.randint(0, 1000, (64,), generator=torch.Generator().manual_seed(3)))
+
+
+def test_edm_timesteps_follow_the_log_normal_noise_levels():
+    """Each timestep's share equals the normal probability of the ``ln σ`` interval nearest to it."""
+    alpha_bar = _schedule().double()
+    log_sigma = [0.5 * math.log((1 - float(a)) / float(a)) for a in alpha_bar]
+    edges = [-math.inf] + [(a + b) / 2 for a, b in zip(log_sigma, log_sigma[1:])] + [math.inf]
+
+    def normal_cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf((x + 1.2) / (1.2 * math.sqrt(2))))
+
+    draws = 200_000
+    timesteps = sample_timesteps(draws, alpha_bar.float(), "edm", torch.Generator().manual_seed(0))
+    assert timesteps.dtype == torch.int64 and int(timesteps.min()) >= 0 and int(timesteps.max()) <= 999
+    for low, high in [(0, 10), (10, 50), (50, 100), (100, 300), (300, 600), (600, 1000)]:
+        expected = normal_cdf(edges[high]) - normal_cdf(edges[low])
+        observed = float(((timesteps >= low) & (timesteps < high)).double().mean())
+        assert abs(observed - expected) < 5 * math.sqrt(expected * (1 - expected) / draws) + 1e-4, (low, high, observed, expected)
+    # most of the training lands where the anomaly maps look (t < 300), little at high noise
+    assert float((timesteps < 300).double().mean()) > 0.85 and float((timesteps >= 600).double().mean()) < 0.01
+
+
+def test_edm_preconditioning_at_sigma_data_one_is_v_prediction(alpha_bar):
+    """Karras et al. (2022), Table 1: c_skip, c_out, c_in and λ at σ_data = 1, in VP terms."""
+    clean, noise = _draw(8), _draw(9)
+    noisy = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
+    sigma = ((1 - alpha_bar) / alpha_bar).sqrt()
+    x_sigma = clean + sigma * noise  # = noisy / √ᾱ
+    c_skip, c_out, c_in = 1 / (sigma**2 + 1), sigma / (sigma**2 + 1).sqrt(), 1 / (sigma**2 + 1).sqrt()
+    edm_target = (clean - c_skip * x_sigma) / c_out
+    torch.testing.assert_close(edm_target, -training_target(clean, noise, alpha_bar, "v_prediction"), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(c_in * x_sigma, noisy, rtol=1e-4, atol=1e-4)  # the network sees x_t, as in a DDPMPipeline
+    weight = (sigma**2 + 1) / sigma**2  # λ(σ)
+    torch.testing.assert_close(weight * c_out**2, torch.ones_like(weight))  # so EDM's loss is the uniform v-loss
+
+
+def test_an_unknown_timestep_sampling_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown timestep_sampling 'lognormal'"):
+        sample_timesteps(4, _schedule(), "lognormal", torch.Generator())

@@ -148,6 +148,7 @@ def test_bad_images_fail_before_anything_is_written(tmp_path, images, error, mes
         ({"prediction_type": "x0"}, "unknown prediction_type 'x0'"),
         ({"loss_weighting": "snr"}, "unknown loss_weighting 'snr'"),
         ({"min_snr_gamma": 0.0}, "min_snr_gamma must be > 0"),
+        ({"timestep_sampling": "lognormal"}, "unknown timestep_sampling 'lognormal'"),
     ],
 )
 def test_bad_settings(tmp_path, disc_images, overrides, message):
@@ -218,14 +219,36 @@ def test_resume_refuses_another_prediction_type_or_weighting(tmp_path, disc_imag
         train_prior(disc_images, tmp_path / "p", _config(steps=4, prediction_type="v_prediction"), resume=True)
     with pytest.raises(ValueError, match="loss_weighting='uniform'"):
         train_prior(disc_images, tmp_path / "p", _config(steps=4, loss_weighting="min-snr"), resume=True)
-    assert train_prior(disc_images, tmp_path / "p", _config(steps=4), resume=True).steps_done == 4
+    with pytest.raises(ValueError, match="timestep_sampling='uniform'"):
+        train_prior(disc_images, tmp_path / "p", _config(steps=4, timestep_sampling="edm"), resume=True)
+    # γ plays no part in a uniform run: another γ is no reason to refuse
+    assert train_prior(disc_images, tmp_path / "p", _config(steps=4, min_snr_gamma=2.0), resume=True).steps_done == 4
+
+
+def test_resume_of_a_min_snr_run_refuses_another_gamma(tmp_path, disc_images):
+    train_prior(disc_images, tmp_path / "p", _config(steps=2, loss_weighting="min-snr"))
+    with pytest.raises(ValueError, match="min_snr_gamma=5.0"):
+        train_prior(disc_images, tmp_path / "p", _config(steps=4, loss_weighting="min-snr", min_snr_gamma=2.0), resume=True)
+
+
+def test_edm_timestep_sampling_is_recorded_resumes_exactly_and_changes_the_training(tmp_path, disc_images):
+    edm = _config(steps=4, prediction_type="v_prediction", timestep_sampling="edm")
+    train_prior(disc_images, tmp_path / "straight", edm)
+    assert load_prior(tmp_path / "straight", device="cpu").metadata.training["timestep_sampling"] == "edm"
+    train_prior(disc_images, tmp_path / "split", _config(steps=2, prediction_type="v_prediction", timestep_sampling="edm"))
+    train_prior(disc_images, tmp_path / "split", edm, resume=True)
+    straight, split = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert all(torch.allclose(straight[k], split[k], atol=1e-6) for k in straight)
+    train_prior(disc_images, tmp_path / "uniform", _config(steps=4, prediction_type="v_prediction"))
+    uniform = _weights(tmp_path / "uniform")
+    assert any(not torch.allclose(straight[k], uniform[k]) for k in straight)
 
 
 def test_a_checkpoint_from_before_prediction_types_resumes_as_epsilon(tmp_path, disc_images):
     """Checkpoints written before the setting existed hold no ``prediction_type``: they were ε-prediction runs."""
     train_prior(disc_images, tmp_path / "p", _config(steps=2))
     state = torch.load(tmp_path / "p" / CHECKPOINT_FILE, weights_only=False)
-    for key in ("prediction_type", "loss_weighting", "min_snr_gamma"):
+    for key in ("prediction_type", "loss_weighting", "min_snr_gamma", "timestep_sampling"):
         del state["config"][key]
     torch.save(state, tmp_path / "p" / CHECKPOINT_FILE)
     assert train_prior(disc_images, tmp_path / "p", _config(steps=3), resume=True).steps_done == 3

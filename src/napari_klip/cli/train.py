@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..core.networks import NETWORK_PRESETS
-from ..core.options import LOSS_WEIGHTINGS, PREDICTION_TYPES, SIZE_MODES
+from ..core.options import LOSS_WEIGHTINGS, PREDICTION_TYPES, SIZE_MODES, TIMESTEP_SAMPLINGS
 from ..core.training import TrainingConfig
 from ._common import add_device_option, positive_int, positive_minutes
 from ._interrupts import DeferredInterrupt
@@ -47,6 +47,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help=f"weight of each timestep in the loss: equal, or Min-SNR-gamma (default {defaults.loss_weighting})")
     train.add_argument("--min-snr-gamma", type=float, default=defaults.min_snr_gamma, metavar="GAMMA",
                        help=f"gamma of --loss-weighting min-snr (default {defaults.min_snr_gamma:g})")
+    train.add_argument("--timestep-sampling", choices=TIMESTEP_SAMPLINGS, default=defaults.timestep_sampling,
+                       help="which noise levels training sees: uniform over the schedule (DDPM), or EDM's log-normal "
+                            "levels, mostly low and middle noise (with --prediction-type v_prediction: EDM's "
+                            f"preconditioning at sigma_data 1; default {defaults.timestep_sampling})")
     train.add_argument("--log-every", type=positive_int, default=defaults.log_every)
     train.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="intensities mapped to [-1, 1] (default: 0-255 for uint8, else data min-max)")
     train.add_argument("--labels", type=int, nargs="+", metavar="LABEL",
@@ -92,6 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
         prediction_type=args.prediction_type,
         loss_weighting=args.loss_weighting,
         min_snr_gamma=args.min_snr_gamma,
+        timestep_sampling=args.timestep_sampling,
         training_data=args.description or f"{args.data}{_label_note(args.labels)} ({len(images)} images)",
     )
     steps = iter_training(images, args.out, config, resume=args.resume, overwrite=args.overwrite)

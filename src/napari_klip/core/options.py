@@ -54,6 +54,12 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 LOSS_WEIGHTINGS = ("uniform", "min-snr")
 #: γ of the Min-SNR weighting (the paper's default).
 DEFAULT_MIN_SNR_GAMMA = 5.0
+#: How training draws each image's timestep: uniformly over the schedule (DDPM), or at the
+#: noise level ``σ = √((1−ᾱ)/ᾱ)`` nearest a log-normal draw (EDM, Karras et al. 2022).
+TIMESTEP_SAMPLINGS = ("uniform", "edm")
+#: EDM's training distribution of ``ln σ``: mean and standard deviation (the paper's P_mean, P_std).
+EDM_LOG_SIGMA_MEAN = -1.2
+EDM_LOG_SIGMA_STD = 1.2
 #: How a patch prior covers a whole image at each reverse step (:mod:`napari_klip.core.patches`):
 #: non-overlapping tiles on a grid shifted at random per step (PaDIS; the default, one network
 #: evaluation per pixel), or tiles at half-patch stride blended by a window (four per pixel).

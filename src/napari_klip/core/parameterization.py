@@ -14,6 +14,16 @@ for ε, ``SNR + 1`` times for v, once for x0, with ``SNR = ᾱ / (1 − ᾱ)``),
 that multiple ``min(SNR, γ)``, so the nearly clean timesteps — whose ε-loss dominates the
 gradient conflict the paper describes — no longer outweigh the noisy ones.
 
+Training can also choose *which* timesteps it sees. ``edm`` draws the noise level of each image
+as EDM does (Karras et al., "Elucidating the Design Space of Diffusion-Based Generative Models",
+NeurIPS 2022): ``ln σ ~ N(-1.2, 1.2²)`` with ``σ = √((1−ᾱ)/ᾱ)``, rounded to the schedule's
+nearest timestep, so most of the training lands at low and middle noise. With v-prediction and
+uniform weighting this is EDM's preconditioning and loss weighting at ``σ_data = 1``: there the
+EDM network output ``F = (x0 − c_skip x_σ) / c_out`` equals ``−v``, its input ``c_in x_σ`` equals
+``x_t``, and its weight ``λ(σ) c_out²`` equals 1. (EDM's own ``σ_data = 0.5`` would feed the
+network a rescaled ``x_t``, which a diffusers ``DDPMPipeline`` does not do, so the folder would no
+longer be one.)
+
 Importing this module does not import torch; the functions take and return torch tensors.
 """
 
@@ -21,7 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .options import LOSS_WEIGHTINGS, PREDICTION_TYPES, check_choice
+from .options import EDM_LOG_SIGMA_MEAN, EDM_LOG_SIGMA_STD, LOSS_WEIGHTINGS, PREDICTION_TYPES, TIMESTEP_SAMPLINGS, check_choice
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -91,3 +101,40 @@ def loss_weights(alpha_bar: "torch.Tensor", prediction_type: str, weighting: str
     if prediction_type == "v_prediction":
         return clipped / (snr + 1.0)
     return clipped
+
+
+def sample_timesteps(count: int, alphas_cumprod: "torch.Tensor", sampling: str, generator: "torch.Generator") -> "torch.Tensor":
+    """Draw ``count`` training timesteps (int64, on the generator's device).
+
+    Parameters
+    ----------
+    count : int
+        How many (one per image of the batch).
+    alphas_cumprod : torch.Tensor
+        The schedule's ``ᾱ_t``, decreasing in ``t``, on the generator's device.
+    sampling : {"uniform", "edm"}
+        Uniform over ``0 … T−1`` (DDPM; the same draws as ``torch.randint`` with this generator),
+        or EDM's log-normal noise level rounded to the timestep whose ``ln σ_t`` is nearest
+        (module docstring); draws beyond the schedule's ends land on its first or last step.
+    generator : torch.Generator
+        The source of randomness.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``sampling``.
+    """
+    import torch
+
+    check_choice("timestep_sampling", sampling, TIMESTEP_SAMPLINGS)
+    device = alphas_cumprod.device
+    steps = alphas_cumprod.shape[0]
+    if sampling == "uniform":
+        return torch.randint(0, steps, (count,), device=device, generator=generator)
+    log_sigma = EDM_LOG_SIGMA_MEAN + EDM_LOG_SIGMA_STD * torch.randn(count, device=device, generator=generator, dtype=torch.float64)
+    alpha_bar = alphas_cumprod.to(torch.float64)
+    schedule = 0.5 * torch.log((1.0 - alpha_bar) / alpha_bar)  # increasing in t
+    above = torch.searchsorted(schedule, log_sigma).clamp(1, steps - 1)
+    below = above - 1
+    nearer_below = (log_sigma - schedule[below]) < (schedule[above] - log_sigma)
+    return torch.where(nearer_below, below, above)

@@ -26,8 +26,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import Cancelled, TrainingCancelled
 from .intensity import training_statistics
 from .outputs import output_lock, remove_path, replace_tree
-from .options import DEFAULT_MIN_SNR_GAMMA, LOSS_WEIGHTINGS, PRECISIONS, PREDICTION_TYPES, SIZE_MODES, check_choice
-from .parameterization import loss_weights, training_target
+from .options import DEFAULT_MIN_SNR_GAMMA, LOSS_WEIGHTINGS, PRECISIONS, PREDICTION_TYPES, SIZE_MODES, TIMESTEP_SAMPLINGS, check_choice
+from .parameterization import loss_weights, sample_timesteps, training_target
 from .precision import autocast, resolve_precision
 from .prior import METADATA_FILE, PriorMetadata, create_prior, write_prior_folder
 from .patches import random_patches
@@ -103,6 +103,11 @@ class TrainingConfig:
         ε-error (``napari-klip info --heldout``), which does not depend on either choice.
     min_snr_gamma : float
         γ of ``min-snr``.
+    timestep_sampling : {"uniform", "edm"}
+        Which timesteps training sees: uniformly drawn (DDPM), or EDM's log-normal noise levels,
+        which put most of the training at low and middle noise (Karras et al. 2022; with
+        ``prediction_type="v_prediction"`` and uniform weighting, EDM's preconditioning at
+        ``σ_data = 1``; :mod:`.parameterization`).
     """
 
     image_size: int = 32
@@ -126,6 +131,7 @@ class TrainingConfig:
     prediction_type: str = PREDICTION_TYPES[0]
     loss_weighting: str = LOSS_WEIGHTINGS[0]
     min_snr_gamma: float = DEFAULT_MIN_SNR_GAMMA
+    timestep_sampling: str = TIMESTEP_SAMPLINGS[0]
 
     def __post_init__(self) -> None:
         if self.patch_size is not None:
@@ -152,6 +158,7 @@ class TrainingConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
         check_choice("loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        check_choice("timestep_sampling", self.timestep_sampling, TIMESTEP_SAMPLINGS)
         if not (self.min_snr_gamma > 0 and math.isfinite(self.min_snr_gamma)):
             raise ValueError(f"min_snr_gamma must be > 0, got {self.min_snr_gamma!r}")
         if self.time_limit_s is not None and not (self.time_limit_s > 0 and math.isfinite(self.time_limit_s)):
@@ -396,7 +403,10 @@ def _train(
         state = load_checkpoint(out_dir / CHECKPOINT_FILE, device)
         saved = state["config"]
         defaults = TrainingConfig()  # checkpoints older than a setting were trained with its default
-        for key in ("patch_size", "image_size", "network", "size_mode", "prediction_type", "loss_weighting", "min_snr_gamma"):
+        for key in ("patch_size", "image_size", "network", "size_mode", "prediction_type", "loss_weighting", "min_snr_gamma",
+                    "timestep_sampling"):
+            if key == "min_snr_gamma" and config.loss_weighting != "min-snr":
+                continue  # γ plays no part in a uniform run
             trained_with = saved.get(key, getattr(defaults, key))
             if trained_with != getattr(config, key):
                 raise ValueError(f"cannot resume: the checkpoint was trained with {key}={trained_with!r}, not {getattr(config, key)!r}")
@@ -448,6 +458,7 @@ def _train(
             "precision": precision,
             "prediction_type": config.prediction_type,
             "loss_weighting": config.loss_weighting if config.loss_weighting == "uniform" else f"{config.loss_weighting} (gamma {config.min_snr_gamma:g})",
+            "timestep_sampling": config.timestep_sampling,
             "time_limit_reached": time_limited,
         }
         export = _export_unet(unet, ema)
@@ -471,7 +482,7 @@ def _train(
     try:
         while step < config.steps and not time_limited:
             batch = _sample_batch(train_images, config, generator)
-            timesteps = torch.randint(0, len(alphas_cumprod), (batch.shape[0],), device=device, generator=generator)
+            timesteps = sample_timesteps(batch.shape[0], alphas_cumprod, config.timestep_sampling, generator)
             noise = torch.randn(batch.shape, device=device, generator=generator)
             alpha_bar = alphas_cumprod[timesteps].view(-1, 1, 1, 1)
             noisy = alpha_bar.sqrt() * batch + (1 - alpha_bar).sqrt() * noise

@@ -11,7 +11,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Select,
 
 from ...core.data import read_images
 from ...core.networks import NETWORK_PRESETS
-from ...core.options import LOSS_WEIGHTINGS, PREDICTION_TYPES
+from ...core.options import LOSS_WEIGHTINGS, PREDICTION_TYPES, TIMESTEP_SAMPLINGS
 from ...core.progress import drive
 from ...core.training import TrainingConfig, iter_training, staging_folder
 from ._controls import device_box, image_layer_choices, seed_box
@@ -80,13 +80,18 @@ class TrainPriorWidget(TaskWidget):
             label="loss weighting", choices=list(LOSS_WEIGHTINGS), value=defaults.loss_weighting,
             tooltip=f"weight of each timestep in the loss: equal, or Min-SNR-gamma (gamma {defaults.min_snr_gamma:g})",
         )
+        self.timestep_sampling = ComboBox(
+            label="noise levels", choices=list(TIMESTEP_SAMPLINGS), value=defaults.timestep_sampling,
+            tooltip="which noise levels training sees: uniform over the schedule (DDPM), or EDM's log-normal levels, "
+                    "mostly low and middle noise (with 'predicts' v_prediction: EDM's preconditioning at sigma_data 1)",
+        )
         self.resume = CheckBox(text="resume from the folder's checkpoint", value=False)
         self.overwrite = CheckBox(text="overwrite earlier training output", value=False)
         self.seed = seed_box()
         self.device = device_box()
         self.form.extend(
             [self.source, self.layers, self.folder, self.output, self.image_size, self.patch_size, self.network, self.steps, self.batch_size,
-             self.learning_rate, self.prediction_type, self.loss_weighting, self.seed, self.device, self.resume, self.overwrite]
+             self.learning_rate, self.prediction_type, self.loss_weighting, self.timestep_sampling, self.seed, self.device, self.resume, self.overwrite]
         )
         self.extend([self.run_button, self.status])
         self.source.changed.connect(self._on_source)
@@ -121,6 +126,7 @@ class TrainPriorWidget(TaskWidget):
             patch_size=self.patch_size.value or None,
             prediction_type=self.prediction_type.value,
             loss_weighting=self.loss_weighting.value,
+            timestep_sampling=self.timestep_sampling.value,
         )
         config.validate()
         out_dir = Path(self.output.value).expanduser()
