@@ -19,6 +19,9 @@ The detection-issue protocol (``docs/benchmarks.md``, "Liver lesions: validation
     map, e.g. CT's central blob; calibration by the prior, no real images);
   - ``prior-z``: the denoising z-map of the filtered back-projection: noised at timestep
     ``t`` ``--draws`` times, denoised in one step, ``|mean residual| / std residual``;
+  - ``prior-z-multi``: the mean of the ``prior-z`` maps over all ``--z-timesteps`` (several
+    noise levels at once, as in Graham et al., CVPR-W 2023, who compare reconstructions from
+    a range of timesteps);
   - baselines — ``centre`` (closeness to the image centre), ``local-contrast``
     (``|x − 5×5 mean|`` of the back-projection) and ``residual`` (``|back-projection −
     posterior mean|``).
@@ -28,7 +31,7 @@ The detection-issue protocol (``docs/benchmarks.md``, "Liver lesions: validation
 
 Example (the reported CPU run; one torch thread per process)::
 
-    .venv/bin/python benchmarks/liver_lesions.py --model priors/organamnist-liver28-tiny-cpu \\
+    .venv/bin/python benchmarks/liver_lesions.py --model src/napari_klip/data/priors/organamnist-liver28-tiny-cpu \\
         --n-val 20 20 --n-test 50 100 --out benchmarks/results/liver_lesions.json
 
 On a GPU (``scripts/gpu_session.sh`` runs it so, with ``--data gpu_data/liver28.npz``)::
@@ -49,13 +52,16 @@ from typing import Any
 
 import numpy as np
 
+from napari_klip.core.prior_z import DEFAULT_Z_TIMESTEPS
+
 ROOT = Path(__file__).resolve().parents[1]
 LIVER = 6
 KINDS = ("lesion", "star")
 FRACTIONS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0), (0.5, 1.0), (0.3, 0.7))
 BLOCKS = (1, 2)
-SMOOTHING = (0.0, 1.0)
-FAMILIES = ("klip-energy", "klip-coherent", "klip-relative", "prior-z", "centre", "local-contrast", "residual")
+#: Gaussian smoothings (px) tried on val; the tables before session 21 used (0, 1) and prior-z timesteps (100, 250).
+SMOOTHING = (0.0, 1.0, 2.0)
+FAMILIES = ("klip-energy", "klip-coherent", "klip-relative", "prior-z", "prior-z-multi", "centre", "local-contrast", "residual")
 BASELINES = ("centre", "local-contrast", "residual")
 
 
@@ -69,9 +75,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=4, help="posterior samples S")
     parser.add_argument("--steps", type=int, default=30, help="reverse steps K")
     parser.add_argument("--reference-samples", type=int, default=8, help="prior samples behind klip-relative")
-    parser.add_argument("--z-timesteps", type=int, nargs="+", default=[100, 250], help="prior-z noise levels")
+    parser.add_argument("--z-timesteps", type=int, nargs="+", default=list(DEFAULT_Z_TIMESTEPS),
+                        help="prior-z noise levels (default: those of napari_klip.core.prior_z; before session 21: 100 250)")
+    parser.add_argument("--smoothing", type=float, nargs="+", default=list(SMOOTHING),
+                        help="Gaussian smoothings (px) tried on val (before session 21: 0 1)")
     parser.add_argument("--draws", type=int, default=16, help="prior-z noise draws")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lesion-contrast", type=float, default=None,
+                        help="every lesion's contrast (fraction of the body's 2-98 %% range; the demo sample's is 0.3); "
+                             "default: insert_lesion's random ±0.10-0.25")
+    parser.add_argument("--fresh-test", action="store_true",
+                        help="report on the next --n-test slices of the test split instead: none of them is in the default "
+                             "test set (a confirmation set for settings explored while looking at the default one)")
+    parser.add_argument("--no-klip", action="store_true",
+                        help="prior-z and the prior-free baselines only (no KLIP sampling, no residual baseline): minutes instead of hours")
     parser.add_argument("--splits", nargs="+", default=["val", "test"], choices=("val", "test"))
     parser.add_argument("--maps-cache", type=Path, default=None, help="folder for per-split map caches (.npz)")
     parser.add_argument("--threads", type=int, default=1)
@@ -84,8 +101,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --------------------------------------------------------------------------- data
 
 
-def build_split(data: Path, split: str, counts: tuple[int, int], seed: int) -> list[dict[str, Any]]:
-    """``counts[0]`` clean slices and ``counts[1]`` slices with a lesion and with a star, with masks."""
+def build_split(data: Path, split: str, counts: tuple[int, int], seed: int, lesion_contrast: float | None = None,
+                exclude: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    """``counts[0]`` clean slices and ``counts[1]`` slices with a lesion and with a star, with masks.
+
+    Slices whose index is in ``exclude`` are passed over (``--fresh-test``: a test set disjoint
+    from the default one).
+    """
     from napari_klip.core.anomalies import foreground_mask, insert_lesion, insert_star_artifact
 
     with np.load(data) as archive:
@@ -98,6 +120,8 @@ def build_split(data: Path, split: str, counts: tuple[int, int], seed: int) -> l
     for position, index in enumerate(order):
         if clean == n_clean and ood == n_ood:
             break
+        if int(index) in exclude:
+            continue
         image = images[index].astype(np.float32)
         body = foreground_mask(image)
         if not body.any():
@@ -107,7 +131,7 @@ def build_split(data: Path, split: str, counts: tuple[int, int], seed: int) -> l
             clean += 1
             continue
         try:
-            lesion = insert_lesion(image, foreground=body, seed=int(seeds[position, 0]))
+            lesion = insert_lesion(image, foreground=body, contrast=lesion_contrast, seed=int(seeds[position, 0]))
             star = insert_star_artifact(image, foreground=body, seed=int(seeds[position, 1]))
         except ValueError:
             continue
@@ -153,22 +177,11 @@ def reference_trace(prior: Any, operator: Any, args: argparse.Namespace) -> dict
 
 
 def prior_z_maps(prior: Any, image_model: np.ndarray, timesteps: list[int], draws: int, seed: int) -> dict[int, np.ndarray]:
-    """``|mean(x − D(x_t))| / std(x − D(x_t))`` over noise draws, per timestep (model units)."""
-    import torch
+    """The prior z-map of each timestep (:func:`napari_klip.core.prior_z.iter_prior_z_maps`)."""
+    from napari_klip.core.progress import drive
+    from napari_klip.core.prior_z import iter_prior_z_maps
 
-    generator = torch.Generator().manual_seed(seed)
-    clean = torch.from_numpy(image_model.astype(np.float32))[None, None]
-    alphas_cumprod = prior.scheduler.alphas_cumprod.float()
-    maps = {}
-    for timestep in timesteps:
-        alpha_bar = alphas_cumprod[timestep]
-        noise = torch.randn((draws, 1, *image_model.shape), generator=generator)
-        noisy = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
-        with torch.no_grad():
-            predicted = prior.predict_noise(noisy.to(prior.device), timestep).float().cpu()
-        residual = (clean - (noisy - (1 - alpha_bar).sqrt() * predicted) / alpha_bar.sqrt())[:, 0].numpy()
-        maps[timestep] = np.abs(residual.mean(axis=0)) / (residual.std(axis=0) + 1e-3)
-    return maps
+    return drive(iter_prior_z_maps(prior, image_model, timesteps=timesteps, draws=draws, seed=seed))
 
 
 def compute_maps(prior: Any, operator: Any, records: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -184,18 +197,34 @@ def compute_maps(prior: Any, operator: Any, records: list[dict[str, Any]], args:
         measurement = operator(image)
         observed = operator.approximate_inverse(measurement)[0, 0].numpy()
         model_measurement = measurement_to_model_range(prior, operator, measurement.float())
-        config = KlipConfig(num_samples=args.samples, num_steps=args.steps, seed=args.seed + number)
-        trace = _run_klip(prior, operator, model_measurement, config)
         observed_model = prior.to_model_range(observed.astype(np.float32))
         z_maps = prior_z_maps(prior, observed_model, args.z_timesteps, args.draws, args.seed + 10_000 + number)
-        out.append({
-            "energy": trace.energy, "coherent": trace.coherent_energy,
-            "posterior_mean": prior.from_model_range(trace.reconstruction[0]), "observed": observed,
-            **{f"z{t}": z for t, z in z_maps.items()},
-        })
+        raw = {"observed": observed, **{f"z{t}": z for t, z in z_maps.items()}}
+        if not args.no_klip:
+            config = KlipConfig(num_samples=args.samples, num_steps=args.steps, seed=args.seed + number)
+            trace = _run_klip(prior, operator, model_measurement, config)
+            raw.update(energy=trace.energy, coherent=trace.coherent_energy,
+                       posterior_mean=prior.from_model_range(trace.reconstruction[0]))
+        out.append(raw)
         if (number + 1) % 10 == 0:
             print(f"  {number + 1}/{len(records)} images, {time.perf_counter() - start:.0f} s", flush=True)
     return out
+
+
+def add_missing_z_maps(prior: Any, raws: list[dict[str, Any]], args: argparse.Namespace) -> bool:
+    """Add the prior-z maps of ``--z-timesteps`` a cached split lacks; True if any were added.
+
+    Each added map has its own seed (image and timestep), so a top-up does not depend on which
+    timesteps the cache held; its noise draws differ from a fresh run's, which draws all
+    timesteps of an image from one generator.
+    """
+    missing = sorted({t for t in args.z_timesteps for raw in raws if f"z{t}" not in raw})
+    for number, raw in enumerate(raws):
+        observed_model = prior.to_model_range(raw["observed"].astype(np.float32))
+        for timestep in missing:
+            z = prior_z_maps(prior, observed_model, [timestep], args.draws, args.seed + 10_000 + number + 1_000_003 * timestep)
+            raw[f"z{timestep}"] = z[timestep]
+    return bool(missing)
 
 
 def family_maps(family: str, raw: dict[str, Any], reference: dict[str, np.ndarray], setting: dict[str, Any]) -> np.ndarray:
@@ -214,6 +243,8 @@ def family_maps(family: str, raw: dict[str, Any], reference: dict[str, np.ndarra
         return raw["energy"][first:last].mean(axis=0) / (expected + 1e-3 * expected.mean())
     if family == "prior-z":
         return raw[f"z{setting['timestep']}"]
+    if family == "prior-z-multi":
+        return np.mean([raw[f"z{t}"] for t in setting["timesteps"]], axis=0)
     if family == "centre":
         return centre_map(raw["observed"].shape)
     if family == "local-contrast":
@@ -221,15 +252,24 @@ def family_maps(family: str, raw: dict[str, Any], reference: dict[str, np.ndarra
     return residual_map(raw["observed"], raw["posterior_mean"])
 
 
-def settings_of(family: str, z_timesteps: list[int]) -> list[dict[str, Any]]:
+def families(args: argparse.Namespace) -> tuple[str, ...]:
+    """The map families of this run (without KLIP: prior-z and the baselines that need no posterior)."""
+    if args.no_klip:
+        return tuple(f for f in FAMILIES if not f.startswith("klip") and f != "residual")
+    return FAMILIES
+
+
+def settings_of(family: str, z_timesteps: list[int], smoothings: list[float]) -> list[dict[str, Any]]:
     """Every setting a family is tried with on val."""
     if family.startswith("klip"):
         first = [{"window": w} for w in FRACTIONS]
     elif family == "prior-z":
         first = [{"timestep": t} for t in z_timesteps]
+    elif family == "prior-z-multi":
+        first = [{"timesteps": list(z_timesteps)}]
     else:
         first = [{}]
-    return [dict(s, block=b, smoothing=g) for s, b, g in itertools.product(first, BLOCKS, SMOOTHING)]
+    return [dict(s, block=b, smoothing=g) for s, b, g in itertools.product(first, BLOCKS, smoothings)]
 
 
 # --------------------------------------------------------------------------- metrics
@@ -276,7 +316,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     operator = build_operator("ct", prior.image_size, {"n_views": args.n_views})
     started = time.perf_counter()
     reference_cache = args.maps_cache / "reference.npz" if args.maps_cache else None
-    if reference_cache is not None and reference_cache.exists():
+    if args.no_klip:
+        reference = {}
+    elif reference_cache is not None and reference_cache.exists():
         reference = dict(np.load(reference_cache))
     else:
         reference = reference_trace(prior, operator, args)
@@ -286,10 +328,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     split_data = {}
     for split in ("val", "test"):
         counts = args.n_val if split == "val" else args.n_test
-        records = build_split(args.data, split, counts, args.seed)
-        cache = args.maps_cache / f"{split}.npy" if args.maps_cache else None
+        exclude: frozenset[int] = frozenset()
+        if split == "test" and args.fresh_test:
+            exclude = frozenset(r["index"] for r in build_split(args.data, split, counts, args.seed, args.lesion_contrast))
+        records = build_split(args.data, split, counts, args.seed, args.lesion_contrast, exclude)
+        name = "test-fresh" if exclude else split
+        cache = args.maps_cache / f"{name}.npy" if args.maps_cache else None
         if cache is not None and cache.exists():
             raws = list(np.load(cache, allow_pickle=True))
+            if add_missing_z_maps(prior, raws, args):  # KLIP traces kept, prior-z maps of new timesteps added
+                np.save(cache, np.array(raws, dtype=object), allow_pickle=True)
         elif split in args.splits:
             print(f"{split}: {len(records)} images", flush=True)
             raws = compute_maps(prior, operator, records, args)
@@ -306,13 +354,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for kind in KINDS:
         rows = {}
-        for family in FAMILIES:
+        for family in families(args):
             val_results = [(evaluate(*split_data["val"], reference, family, s, kind)["image_level"], i, s)
-                           for i, s in enumerate(settings_of(family, args.z_timesteps))]
+                           for i, s in enumerate(settings_of(family, args.z_timesteps, args.smoothing))]
             best_val, _, chosen = max(val_results, key=lambda r: (r[0], -r[1]))
             test = evaluate(*split_data["test"], reference, family, chosen, kind)
-            rows[family] = {"setting": chosen, "val_image_level": best_val, **{f"test_{k}": v for k, v in test.items()}}
-        best_baseline = max(rows[b]["test_image_level"] for b in BASELINES)
+            rows[family] = {"setting": chosen, "val_image_level": best_val, **{f"test_{k}": v for k, v in test.items()},
+                            "val_all": [{"setting": setting, "val_image_level": value} for value, _, setting in val_results]}
+        best_baseline = max(rows[b]["test_image_level"] for b in BASELINES if b in rows)
         for row in rows.values():
             row["margin_over_best_baseline"] = row["test_image_level"] - best_baseline
         table[kind] = rows
@@ -322,7 +371,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "prior": str(args.model),
         "n_val": args.n_val, "n_test": args.n_test, "n_views": args.n_views,
         "samples": args.samples, "steps": args.steps, "reference_samples": args.reference_samples,
-        "z_timesteps": args.z_timesteps, "draws": args.draws, "seed": args.seed,
+        "z_timesteps": args.z_timesteps, "smoothing": args.smoothing, "draws": args.draws, "seed": args.seed,
+        "lesion_contrast": args.lesion_contrast, "klip": not args.no_klip, "fresh_test": args.fresh_test,
         "device": args.device,
         "hardware": f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)"
                     + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),

@@ -53,7 +53,7 @@ THROUGHPUT_REPEATS="${GPU_SESSION_THROUGHPUT_REPEATS:-1}"  # its per-slice paths
 PART_SIZE="${GPU_SESSION_PART_SIZE:-15m}"  # split size of the prior archive (each returned file <= 16 MiB)
 THREADS="${GPU_SESSION_THREADS:-4}"  # torch CPU threads of the lesion benchmark (its host-side work)
 PRIOR_NAME="${GPU_SESSION_PRIOR_NAME:-liver28-${NETWORK}-gpu}"
-CPU_PRIOR="priors/organamnist-liver28-tiny-cpu"
+CPU_PRIOR="src/napari_klip/data/priors/organamnist-liver28-tiny-cpu"
 DATA="gpu_data/liver28.npz"
 WORK="runs/gpu-session"          # scratch (ignored by git); results/ is what comes back as results.tar.gz
 RESULTS="$WORK/results"

@@ -117,3 +117,22 @@ def test_the_brain_sample_with_the_default_prior_says_it_mapped_and_resized():
     assert result.heatmap.shape == result.reconstruction.shape == (256, 256)
     assert result.block_size == 16 and result.score_map.shape == (16, 16)  # the prior's 2-px default, in image pixels
     assert result.reconstruction.max() > 255 and np.isfinite(result.score)
+
+
+def test_prior_z_map_of_the_observed_image_on_the_input_grid(prior, image):
+    from scipy import ndimage as ndi
+
+    from napari_klip.core.grid import to_input_grid, to_prior_grid
+    from napari_klip.core.prior_z import prior_z_map
+
+    plain = score_image(image, prior=prior, operator="denoise", config=FAST)
+    assert plain.prior_z is None and "prior_z" not in plain.parameters
+    result = score_image(image, prior=prior, operator="denoise", config=FAST, prior_z=True)
+    assert result.prior_z.shape == image.shape and result.prior_z.dtype == np.float32
+    # identity operator: the observed image is the input on the prior's 16² grid; its map (seeded by the image's
+    # seed), smoothed by 2 px there and brought back to the 20² input
+    expected = to_input_grid(ndi.gaussian_filter(prior_z_map(prior, to_prior_grid(image, prior), seed=FAST.seed), 2.0), image.shape, order=1)
+    np.testing.assert_allclose(result.prior_z, expected, rtol=1e-5, atol=1e-5)
+    assert result.parameters["prior_z"] == {"timesteps": [50, 100, 250, 400, 500, 600, 750], "draws": 16, "smoothing_px": 2.0, "seed": 1}
+    np.testing.assert_array_equal(result.heatmap, plain.heatmap)  # the KLIP maps do not change
+    assert result.rescore(block_size=10).prior_z is result.prior_z

@@ -51,6 +51,20 @@ def test_klip_layer_data_names_styles_and_geometry(klip_result, image):
     np.testing.assert_array_equal(by_name["ct KLIP reconstruction"][0], klip_result.reconstruction)
 
 
+def test_a_prior_z_map_is_one_more_hidden_layer_zero_where_a_slice_has_none(klip_result, image):
+    from dataclasses import replace
+
+    with_z = replace(klip_result, prior_z=np.arange(image.size, dtype=np.float32).reshape(image.shape))
+    data = klip_layer_data([with_z, klip_result], "s", scale=(3, 0.5, 0.5))
+    assert [kwargs["name"] for _, kwargs, _ in data][-1] == "s prior z-map"
+    z_map, kwargs, kind = data[-1]
+    assert kind == "image" and z_map.shape == (2, *image.shape) and kwargs["visible"] is False
+    np.testing.assert_array_equal(z_map[0], with_z.prior_z)
+    assert not z_map[1].any() and kwargs["scale"] == (3, 0.5, 0.5)
+    assert kwargs["metadata"]["napari_klip"]["kind"] == "prior-z" and kwargs["colormap"]["name"] == "viridis (low transparent)"
+    assert len(klip_layer_data(klip_result, "s")) == 3  # no map asked for: no layer
+
+
 def test_stacks_fill_unscored_slices_with_zeros(klip_result, lmd_result, image):
     data = klip_layer_data([None, klip_result, None, None], "s", stack_shape=(2, 2), scale=(3, 1, 0.5, 0.5))
     heatmap = data[1][0]

@@ -114,3 +114,9 @@ def test_auto_batch_images_of_a_patch_prior_fills_the_patch_budget(patch_prior, 
     lmd = lmd_api.score_stack(stack, patch_prior, config=LmdConfig(num_reconstructions=2, num_steps=2, distance="mse", mask_grid=4),
                               batch_images="auto", patch_batch=50)
     assert [r.parameters["images_in_batch"] for r in lmd] == [2, 2, 1]
+
+
+def test_prior_z_map_of_a_patch_prior_is_native_size(patch_prior, images):
+    result = klip_api.score_image(images[0], patch_prior, operator="ct", operator_params={"n_views": 8}, config=KlipConfig(num_samples=1, num_steps=2),
+                                  prior_z=True)
+    assert result.prior_z.shape == images[0].shape == (24, 40) and np.isfinite(result.prior_z).all()

@@ -73,6 +73,21 @@ def test_score_ingests_a_measured_sinogram(tmp_path, model, stack):
     assert main(["score", "--model", str(model), "--measurement", str(tmp_path / "bad.tif"), "--angles", *angles, *FAST, "--out", str(tmp_path / "o2")]) == 1
 
 
+def test_score_prior_z_writes_the_map_and_a_rerun_without_it_removes_it(tmp_path, model, stack, capsys):
+    tifffile.imwrite(tmp_path / "in.tif", stack, photometric="minisblack")
+    out = tmp_path / "out"
+    args = ["score", "--model", str(model), "--input", str(tmp_path / "in.tif"), "--n-views", "5", *FAST, "--out", str(out)]
+    assert main([*args, "--prior-z"]) == 0
+    z_map = tifffile.imread(out / "prior_z.tif")
+    assert z_map.shape == stack.shape and z_map.dtype == np.float32 and np.isfinite(z_map).all()
+    assert json.loads((out / "result.json").read_text())["parameters"]["prior_z"]["draws"] == 16
+    assert main([*args, "--overwrite"]) == 0
+    assert not (out / "prior_z.tif").exists()  # a folder never mixes two runs
+    capsys.readouterr()
+    assert main([*args, "--overwrite", "--prior-z", "--dask"]) == 1
+    assert "--prior-z is not available with --dask" in capsys.readouterr().err
+
+
 def test_score_errors(tmp_path, model, capsys):
     assert main(["score", "--model", str(model), *FAST, "--out", str(tmp_path / "o")]) == 1
     assert "give --input" in capsys.readouterr().err
@@ -88,7 +103,8 @@ def test_score_errors(tmp_path, model, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_evaluate_writes_metrics_and_roc(tmp_path, model, disc_images, capsys):
+def _evaluate_args(tmp_path, model, disc_images, out):
+    """ID discs, OOD discs with a bright square and its labels, as files; the evaluate arguments for them."""
     id_stack = disc_images[:3]
     ood_stack = disc_images[3:6].copy()
     labels = np.zeros_like(ood_stack)
@@ -96,9 +112,28 @@ def test_evaluate_writes_metrics_and_roc(tmp_path, model, disc_images, capsys):
     ood_stack[labels > 0] = 255
     for name, array in (("id.tif", id_stack), ("ood.tif", ood_stack), ("labels.tif", labels)):
         tifffile.imwrite(tmp_path / name, array, photometric="minisblack")
+    return labels, ["evaluate", "--model", str(model), "--id", str(tmp_path / "id.tif"), "--ood", str(tmp_path / "ood.tif"),
+                    "--ood-labels", str(tmp_path / "labels.tif"), "--operator", "denoise", "--block-size", "2", *FAST, "--out", str(out)]
+
+
+def test_evaluate_reports_the_prior_z_map_beside_klip(tmp_path, model, disc_images, capsys):
     out = tmp_path / "eval"
-    args = ["evaluate", "--model", str(model), "--id", str(tmp_path / "id.tif"), "--ood", str(tmp_path / "ood.tif"),
-            "--ood-labels", str(tmp_path / "labels.tif"), "--operator", "denoise", "--block-size", "2", *FAST, "--out", str(out)]
+    _, args = _evaluate_args(tmp_path, model, disc_images, out)
+    assert main([*args, "--prior-z"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    z = metrics["prior_z"]
+    assert 0.0 <= z["dataset_level_auc"] <= 1.0 and 0.0 <= z["image_level_auc"] <= 1.0 and len(z["image_level_per_image"]) == 3
+    assert z["margin_over_best_baseline"] == pytest.approx(z["image_level_auc"] - max(metrics["baseline_image_level_auc"].values()))
+    assert metrics["parameters"]["prior_z"]["timesteps"] == [50, 100, 250, 400, 500, 600, 750]
+    assert "prior z-map: dataset-level" in capsys.readouterr().out
+    assert main([*args[:-1], str(tmp_path / "lmd"), "--prior-z", "--method", "lmd"]) == 1
+    assert "--prior-z goes with --method klip" in capsys.readouterr().err
+    assert not (tmp_path / "lmd").exists()
+
+
+def test_evaluate_writes_metrics_and_roc(tmp_path, model, disc_images, capsys):
+    out = tmp_path / "eval"
+    labels, args = _evaluate_args(tmp_path, model, disc_images, out)
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["dataset_level_auc"] <= 1.0 and metrics["id_images"] == 3 and metrics["ood_images"] == 3

@@ -28,10 +28,14 @@ def test_demo_writes_figure_and_result(tmp_path, capsys):
     assert set(result["baseline_auc_mean"]) == {"centre", "local-contrast", "residual"}
     assert all(0.0 <= value <= 1.0 for value in result["baseline_auc_mean"].values())
     assert result["margin_over_best_baseline"] == pytest.approx(result["localization_auc_mean"] - max(result["baseline_auc_mean"].values()))
-    assert result["prior"].endswith("organamnist32-tiny-cpu") and result["network_calls_per_slice"] == 10
+    assert result["prior"].endswith("organamnist-liver28-tiny-cpu") and result["network_calls_per_slice"] == 10
+    # the prior z-map beside KLIP, on the same blocks and slices, with its margin over the same baselines
+    assert len(result["prior_z_auc_per_slice"]) == 2 and 0.0 <= result["prior_z_auc_mean"] <= 1.0
+    assert result["prior_z_margin_over_best_baseline"] == pytest.approx(result["prior_z_auc_mean"] - max(result["baseline_auc_mean"].values()))
+    assert result["prior_z_settings"]["timesteps"] == [50, 100, 250, 400, 500, 600, 750]
     assert (out / "demo.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
-    assert "wrote" in printed and "local-contrast" in printed and "margin over the best" in printed
+    assert "wrote" in printed and "local-contrast" in printed and "margin over the best" in printed and "prior z-map" in printed
     assert main(args) == 1  # outputs exist; no --overwrite
     assert main(["demo", "--out", str(tmp_path / "x"), "--slices", "9"]) == 1
     assert main([*args[:2], str(tmp_path / "fbp"), *args[3:], "--guidance", "consistency"]) == 0

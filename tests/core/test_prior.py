@@ -150,3 +150,13 @@ def test_unknown_network_preset():
         create_prior(16, network="huge")
     with pytest.raises(ValueError, match="multiple of 4"):
         create_prior(18, network="tiny")
+
+
+def test_the_bundled_liver_prior_loads_by_name(tmp_path, monkeypatch):
+    from napari_klip.core.prior import LIVER_PRIOR_NAME, bundled_prior_path, resolve_prior
+
+    monkeypatch.chdir(tmp_path)  # no local folder of that name
+    prior = resolve_prior(LIVER_PRIOR_NAME, device="cpu")
+    assert prior.path == bundled_prior_path(LIVER_PRIOR_NAME)
+    assert prior.image_size == (28, 28) and not prior.is_patch_prior and prior.metadata.intensity_range == (0.0, 255.0)
+    assert prior.metadata.training["steps"] == 6000 and "liver" in prior.metadata.training_data

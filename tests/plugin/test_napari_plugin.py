@@ -187,7 +187,9 @@ def train_then_klip(viewer, qtbot, folder, **fields):
 
 
 def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
-    klip = train_then_klip(viewer, qtbot, tmp_path / "prior", image_size=16, steps=3, batch_size=4)
+    """Also with EDM's noise levels: recorded with the prior."""
+    klip = train_then_klip(viewer, qtbot, tmp_path / "prior", image_size=16, steps=3, batch_size=4, timestep_sampling="edm")
+    assert json.loads((tmp_path / "prior" / "napari_klip_prior.json").read_text())["training"]["timestep_sampling"] == "edm"
     # image pixels of the 28² slices; default: the 16² prior's 1-px block scaled to 28² (1.75), nearest divisor
     assert klip.block_size.choices == (1, 2, 4, 7, 14, 28) and klip.block_size.value == 2
 
@@ -252,6 +254,19 @@ def test_klip_labels_threshold_rescores_from_the_trace(viewer, qtbot):
     widget.slice_mode.value = "current slice"
     run_and_wait(qtbot, widget)  # the next run uses the widget's threshold
     assert all(r.threshold == "percentile:50" for r in widget.results.computed())
+
+
+def test_klip_with_the_prior_z_map_adds_it_as_a_hidden_layer(viewer, qtbot):
+    viewer.open_sample(PLUGIN, "ct_lesions")
+    widget = fast_klip(dock(viewer, "KLIP detector"), viewer.layers["CT slices with lesions"], "current slice")
+    assert widget.prior_z.value is False
+    widget.prior_z.value = True
+    run_and_wait(qtbot, widget)
+    layer = viewer.layers["CT slices with lesions prior z-map"]
+    assert layer.data.shape == (8, 28, 28) and not layer.visible
+    current = viewer.dims.current_step[0]
+    assert layer.data[current].max() > 0 and not np.delete(layer.data, current, axis=0).any()
+    np.testing.assert_array_equal(layer.data[current], widget.results.computed()[0].prior_z)
 
 
 def test_closing_the_dock_mid_run_cancels_and_adds_nothing(viewer, qtbot):

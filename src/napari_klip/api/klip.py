@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 
 from ..core.errors import ImageDataError
 from ..core.grid import check_image, check_stack, resize_note, resize_record, to_input_grid, to_prior_grid
@@ -52,6 +53,7 @@ from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameter
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
 from ..core.progress import ProgressCallback, ShouldCancel, drive, stack_progress
+from ..core.prior_z import DEFAULT_Z_DRAWS, DEFAULT_Z_SMOOTHING, DEFAULT_Z_TIMESTEPS, prior_z_map
 
 __all__ = ["DEFAULT_THRESHOLD", "KlipResult", "score_image", "score_measurement", "score_measurements", "score_stack"]
 
@@ -89,6 +91,11 @@ class KlipResult:
         Operator, sampler settings, prior, noise level, input shape, device — for result files;
         ``intensity`` (the mapping used), ``resized`` (``{"from": [H, W], "to": [h, w]}`` when the
         prior's size differs) and ``notes`` (what the user should be told).
+    prior_z : numpy.ndarray or None
+        With ``prior_z=True``: the prior z-map of ``observed`` (:mod:`napari_klip.core.prior_z`:
+        where the image is unlike what the prior restores), smoothed by
+        :data:`~napari_klip.core.prior_z.DEFAULT_Z_SMOOTHING` pixels of the grid the prior sees,
+        on the input's grid (float32). Larger is more anomalous. ``None`` when not asked for.
     """
 
     score: float
@@ -104,6 +111,7 @@ class KlipResult:
     window: tuple[int, int]
     threshold: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    prior_z: np.ndarray | None = None
 
     def rescore(self, block_size: int | None = None, window: tuple[int, int] | None = None, threshold: str | None = None) -> "KlipResult":
         """Recompute maps, score and labels for another block size, window or threshold — no sampling.
@@ -157,6 +165,7 @@ def _score_batches(
     tiling: str = TILINGS[0],
     patch_batch: int | None = None,
     grid: tuple[int, int] | None = None,
+    prior_z: bool = False,
 ) -> list[KlipResult]:
     """Sample ``measurements`` (each ``(1, C, ...)``, model units) ``batch_images`` at a time; item ``i`` uses seed ``config.seed + i``.
 
@@ -165,7 +174,10 @@ def _score_batches(
     per image) and moves after every network call. ``mapping`` takes outputs back to the input's
     intensity units (identity when not given). All inputs share one shape (``input_shapes`` says
     it per item). A patch prior runs on ``grid`` (default: the inputs' own grid), its tile offsets
-    drawn from seed ``config.seed + b`` for the batch that starts at image ``b``.
+    drawn from seed ``config.seed + b`` for the batch that starts at image ``b``. With ``prior_z``
+    each result also holds the prior z-map of its observed image (noise seeded by ``config.seed +
+    i``), computed after its batch's sampling (not counted by ``progress``; ``should_cancel`` is
+    polled after every noise level).
     """
     require_finite_weights(prior)
     if not measurements:
@@ -188,8 +200,13 @@ def _score_batches(
         for offset, trace in enumerate(traces):
             item = {**extra, "images_in_batch": end - begin}
             index = begin + offset
-            results.append(_result(batch_prior, operator, measurements[index], input_shapes[index], trace,
-                                   block_size, window, threshold, item, mapping))
+            result = _result(batch_prior, operator, measurements[index], input_shapes[index], trace,
+                             block_size, window, threshold, item, mapping)
+            if prior_z:
+                # its own tiling of a patch prior: no progress callback, tile offsets from the image's seed
+                z_prior = for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch, seed=config.seed + index)
+                result = _with_prior_z(result, z_prior, operator, measurements[index], config.seed + index, should_cancel)
+            results.append(result)
     return results
 
 
@@ -239,6 +256,17 @@ def _result(
         parameters=parameters,
         **_maps(trace, input_hw, block_size, window, threshold),
     )
+
+
+def _with_prior_z(result: KlipResult, prior: DiffusionPrior | TiledPrior, operator: Operator, measurement_model: Any,
+                  seed: int, should_cancel: ShouldCancel | None) -> KlipResult:
+    """``result`` with the smoothed prior z-map of its observed image, on the input's grid."""
+    observed = _observed_model(operator, measurement_model)
+    z_map = prior_z_map(prior, observed, seed=seed, should_cancel=should_cancel)
+    z_map = ndi.gaussian_filter(z_map, DEFAULT_Z_SMOOTHING)
+    settings = {"timesteps": list(DEFAULT_Z_TIMESTEPS), "draws": DEFAULT_Z_DRAWS, "smoothing_px": DEFAULT_Z_SMOOTHING, "seed": seed}
+    return replace(result, prior_z=to_input_grid(z_map, tuple(result.heatmap.shape), order=1).astype(np.float32),
+                   parameters={**result.parameters, "prior_z": settings})
 
 
 def _observed_model(operator: Operator, measurement_model: Any) -> np.ndarray:
@@ -292,6 +320,7 @@ def score_image(
     intensity: str | tuple[float, float] | IntensityMapping = "auto",
     tiling: str = TILINGS[0],
     patch_batch: int | None = None,
+    prior_z: bool = False,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:
@@ -334,6 +363,10 @@ def score_image(
         (:class:`~napari_klip.core.patches.TiledPrior`).
     patch_batch : int, optional
         Patch priors only: patches per network call (the memory budget of a step).
+    prior_z : bool
+        Also compute the prior z-map of the observed image (``result.prior_z``;
+        :mod:`napari_klip.core.prior_z`): 112 more network passes per image (7 noise levels × 16
+        draws), after the sampling.
     progress, should_cancel : callable, optional
         Called with a :class:`~napari_klip.core.progress.Progress` after every step; cancel check
         polled after every step.
@@ -353,7 +386,7 @@ def score_image(
     array = check_image(image, prior.channels)
     return score_stack(array[None], prior, operator=operator, operator_params=operator_params, noise_sigma=noise_sigma, config=config,
                        block_size=block_size, window=window, threshold=threshold, intensity=intensity, tiling=tiling,
-                       patch_batch=patch_batch, progress=progress, should_cancel=should_cancel)[0]
+                       patch_batch=patch_batch, prior_z=prior_z, progress=progress, should_cancel=should_cancel)[0]
 
 
 def score_measurement(
@@ -369,6 +402,7 @@ def score_measurement(
     output_shape: tuple[int, int] | None = None,
     tiling: str = TILINGS[0],
     patch_batch: int | None = None,
+    prior_z: bool = False,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:
@@ -386,7 +420,7 @@ def score_measurement(
         ``image_size()``, else ``output_shape``).
     output_shape : tuple of int, optional
         Shape of the image-space outputs; the working grid by default.
-    prior, config, block_size, window, threshold, device, tiling, patch_batch, progress, should_cancel
+    prior, config, block_size, window, threshold, device, tiling, patch_batch, prior_z, progress, should_cancel
         As for :func:`score_image`.
 
     Returns
@@ -399,7 +433,7 @@ def score_measurement(
     grid, shape = _measured_grid(prior, operator, output_shape)
     return _score_batches(
         prior, operator, [_given_measurement(for_grid(prior, grid), operator, measurement)], [shape], config, {"measurement": "given"}, 1,
-        progress, should_cancel, block_size, window, threshold, tiling=tiling, patch_batch=patch_batch, grid=grid,
+        progress, should_cancel, block_size, window, threshold, tiling=tiling, patch_batch=patch_batch, grid=grid, prior_z=prior_z,
     )[0]
 
 
@@ -438,7 +472,7 @@ def score_stack(
         after every step.
     **options
         ``operator``, ``operator_params``, ``noise_sigma``, ``block_size``, ``window``,
-        ``threshold``, ``device``, ``intensity``, ``tiling``, ``patch_batch``: as for :func:`score_image`.
+        ``threshold``, ``device``, ``intensity``, ``tiling``, ``patch_batch``, ``prior_z``: as for :func:`score_image`.
 
     Returns
     -------
@@ -483,7 +517,7 @@ def score_measurements(
 
     Measurement ``i`` uses seed ``config.seed + i``; ``config``, ``batch_images``, ``progress``
     and ``should_cancel`` are those of :func:`score_stack`, ``output_shape`` and the other
-    ``options`` (``block_size``, ``window``, ``threshold``, ``tiling``, ``patch_batch``) those of
+    ``options`` (``block_size``, ``window``, ``threshold``, ``tiling``, ``patch_batch``, ``prior_z``) those of
     :func:`score_measurement`.
     """
     check_batch_images(batch_images)

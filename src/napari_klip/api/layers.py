@@ -214,16 +214,18 @@ def klip_layer_data(
     list of tuple
         ``(data, kwargs, layer_type)``: an image layer with the reconstruction (hidden), the
         heatmap (``inferno`` with transparent low values, translucent, contrast limits from the
-        heatmap; see :func:`heatmap_colormap`) and a labels layer with the flagged blocks.
+        heatmap; see :func:`heatmap_colormap`) and a labels layer with the flagged blocks; when a
+        result holds a prior z-map (``prior_z=True``), a hidden ``"<name> prior z-map"`` image
+        layer (``viridis``; zeros on slices without one).
     """
     results, stack_shape = _with_stack_shape(result, stack_shape)
-    parts = {key: [getattr(r, key) if r is not None else None for r in results] for key in ("heatmap", "labels", "reconstruction")}
+    parts = {key: [getattr(r, key) if r is not None else None for r in results] for key in ("heatmap", "labels", "reconstruction", "prior_z")}
     heatmap = stack_parts(parts["heatmap"], stack_shape).astype(np.float32, copy=False)
     labels = stack_parts(parts["labels"], stack_shape)
     reconstruction = stack_parts(parts["reconstruction"], stack_shape)
     scores = [float(r.score) if r is not None else None for r in results]
     layout = _geometry(heatmap.ndim, geometry)
-    return [
+    layers = [
         (
             reconstruction,
             {
@@ -252,6 +254,21 @@ def klip_layer_data(
             "labels",
         ),
     ]
+    if any(z is not None for z in parts["prior_z"]):
+        prior_z = stack_parts(parts["prior_z"], stack_shape).astype(np.float32, copy=False)
+        layers.append((
+            prior_z,
+            {
+                **_named(name, "prior z-map", "prior-z"),
+                "colormap": heatmap_colormap("viridis"),
+                "contrast_limits": _limits(prior_z),
+                **HEATMAP_STYLE,
+                "visible": False,
+                **layout,
+            },
+            "image",
+        ))
+    return layers
 
 
 def lmd_layer_data(

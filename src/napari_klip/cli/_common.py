@@ -234,13 +234,23 @@ def working_grid_of(prior: Any, input_hw: tuple[int, ...]) -> tuple[int, int]:
     return working_grid(prior, tuple(input_hw[:2]))
 
 
+def add_prior_z_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--prior-z``: also the prior z-map of each image (``what`` says what the command does with it)."""
+    parser.add_argument("--prior-z", action="store_true",
+                        help=f"also the prior z-map of the observed image, where it is unlike what the prior restores: {what} "
+                             "(docs/klip.md; 112 more network passes per image)")
+
+
 def map_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``block_size``, ``window`` and ``threshold`` of KLIP's maps."""
-    return {"block_size": args.block_size, "window": tuple(args.window) if args.window else None, "threshold": args.threshold}
+    """``block_size``, ``window`` and ``threshold`` of KLIP's maps (and ``prior_z`` when ``score --prior-z`` asked for it)."""
+    options = {"block_size": args.block_size, "window": tuple(args.window) if args.window else None, "threshold": args.threshold}
+    if getattr(args, "prior_z", False):  # ``score --prior-z`` only
+        options["prior_z"] = True
+    return options
 
 
 #: What each scoring command writes into ``--out`` (a command overwriting a folder removes the others' files).
-SCORE_OUTPUTS = ("heatmap.tif", "labels.tif", "reconstruction.tif", "trace.npz", "result.json")
+SCORE_OUTPUTS = ("heatmap.tif", "labels.tif", "reconstruction.tif", "trace.npz", "prior_z.tif", "result.json")
 LMD_OUTPUTS = ("heatmap.tif", "reconstructions.tif", "masks.tif", "result.json")
 RESULT_OUTPUTS = tuple(dict.fromkeys(SCORE_OUTPUTS + LMD_OUTPUTS))
 

@@ -2,12 +2,13 @@
 
 The bundled sample (8 OrganAMNIST test CT slices, 28×28, one synthetic lesion each, with its
 mask; ``data/samples/ATTRIBUTION.md``) is measured with simulated sparse-view CT, scored with
-KLIP and the bundled default prior, and summarised in a figure (input with the lesion outline,
-sinogram, reconstruction, heatmap, flagged blocks) and ``result.json`` with the localization
-ROC-AUC of every slice (blocks inside the body, the image-level protocol of ``docs/klip.md``)
-next to the same ROC-AUC of the trivial baselines of :mod:`napari_klip.core.baselines` (closeness
-to the image centre — lesions sit in the body, which is central —, local contrast of the
-filtered back-projection, residual to the posterior mean): the numbers KLIP must beat.
+KLIP and the bundled liver prior (with the prior z-map of :mod:`napari_klip.core.prior_z` beside
+it), and summarised in a figure (input with the lesion outline, sinogram, reconstruction, KLIP
+heatmap, flagged blocks, prior z-map) and ``result.json`` with the localization ROC-AUC of every
+slice (blocks inside the body, the image-level protocol of ``docs/klip.md``) next to the same
+ROC-AUC of the trivial baselines of :mod:`napari_klip.core.baselines` (closeness to the image
+centre — lesions sit in the body, which is central —, local contrast of the filtered
+back-projection, residual to the posterior mean): the numbers the maps must beat.
 Offline; about a minute on 2 CPU cores.
 """
 
@@ -36,7 +37,7 @@ SAMPLE_SLICES = 8
 class DemoSettings:
     """What the demo runs (defaults: the KLIP paper's sampler, 24 CT views, all sample slices).
 
-    ``model`` is a prior folder (``None``: the bundled default; an OrganAMNIST CT prior of your
+    ``model`` is a prior folder (``None``: the bundled liver prior ``organamnist-liver28-tiny-cpu``; an OrganAMNIST CT prior of your
     own also works); ``guidance`` is KLIP's (see ``docs/klip.md``).
     """
 
@@ -63,7 +64,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     defaults = DemoSettings
     demo.add_argument("--out", type=Path, default=Path("outputs") / "demo", help="output folder (default outputs/demo)")
     demo.add_argument("--model", type=Path, default=None,
-                      help="prior folder trained on OrganAMNIST-like CT (default: the bundled prior)")
+                      help="prior folder trained on OrganAMNIST-like CT (default: the bundled liver prior organamnist-liver28-tiny-cpu)")
     demo.add_argument("--guidance", choices=GUIDANCE_MODES, default=defaults.guidance,
                       help=f"KLIP guidance (default {defaults.guidance}, the paper's; consistency: filtered back-projection steps)")
     demo.add_argument("--n-views", type=int, default=defaults.n_views, help=f"CT projection angles over [0, 180) (default {defaults.n_views})")
@@ -95,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
         summary = run_demo(args.out, settings, overwrite=args.overwrite, progress=lambda update: bar.update(update.step - bar.n))
     beside = ", ".join(f"{name} {value:.3f}" for name, value in summary["baseline_auc_mean"].items())
     print(
-        f"KLIP localization ROC-AUC {summary['localization_auc_mean']:.3f} (mean over {summary['slices_with_both_classes']} slices); "
-        f"trivial baselines on the same slices: {beside}; margin over the best {summary['margin_over_best_baseline']:+.3f}; "
+        f"KLIP localization ROC-AUC {summary['localization_auc_mean']:.3f} (mean over {summary['slices_with_both_classes']} slices; "
+        f"margin over the best baseline {summary['margin_over_best_baseline']:+.3f}); prior z-map {summary['prior_z_auc_mean']:.3f} "
+        f"(margin {summary['prior_z_margin_over_best_baseline']:+.3f}); trivial baselines on the same slices: {beside}; "
         f"{summary['wall_time_s']:.0f} s on {summary['device']}\n"
         f"wrote {args.out / 'demo.png'} and {args.out / 'result.json'}"
     )
@@ -125,9 +127,9 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     from ..api.klip import score_image
     from ..core.anomalies import foreground_mask
     from ..core.grid import resize_to_grid
-    from ..core.metrics import baseline_image_level_aucs, image_level_roc_auc
+    from ..core.metrics import baseline_image_level_aucs, block_means, image_level_roc_auc
     from ..core.operators import build_operator
-    from ..core.prior import resolve_prior
+    from ..core.prior import LIVER_PRIOR_NAME, bundled_prior_path, resolve_prior
 
     settings = settings or DemoSettings()
     out = Path(out)
@@ -135,7 +137,8 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     images, masks = load_ct_sample()
     images, masks = images[: settings.slices], masks[: settings.slices]
     start = time.perf_counter()
-    prior = resolve_prior(settings.model, settings.device).set_precision(settings.precision)
+    model = settings.model or bundled_prior_path(LIVER_PRIOR_NAME)  # the slices are liver: the bundled liver prior
+    prior = resolve_prior(model, settings.device).set_precision(settings.precision)
     operator = build_operator("ct", prior.image_size, {"n_views": settings.n_views})
     config = KlipConfig(num_samples=settings.num_samples, num_steps=settings.num_steps, guidance=settings.guidance, seed=settings.seed)
     results = []
@@ -143,14 +146,17 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     for index, image in enumerate(images):
         report = None if progress is None else (
             lambda update, offset=index * settings.num_steps: progress(Progress(offset + update.step, total, update.elapsed_s)))
-        results.append(score_image(image, prior, operator=operator, config=config, progress=report))
+        results.append(score_image(image, prior, operator=operator, config=config, prior_z=True, progress=report))
 
     # Blocks count input pixels: score maps, lesion masks and body masks all live on the slices' own grid.
     grid_images = [resize_to_grid(image, prior.image_size) for image in images]
     bodies = [foreground_mask(image) for image in images]
-    level = image_level_roc_auc([r.score_map for r in results], list(masks), results[0].block_size, bodies)
+    block = results[0].block_size
+    level = image_level_roc_auc([r.score_map for r in results], list(masks), block, bodies)
+    z_level = image_level_roc_auc([block_means(r.prior_z, block) for r in results], list(masks), block, bodies)
     baselines = baseline_image_level_aucs([r.observed for r in results], [r.reconstruction for r in results],
-                                          list(masks), results[0].block_size, bodies)
+                                          list(masks), block, bodies)
+    best_baseline = max(b.mean_auc for b in baselines.values())
     sinograms = [_sinogram(operator, grid) for grid in grid_images]
     summary = {
         "what": "KLIP localization of synthetic lesions in real CT slices (OrganAMNIST test split) from simulated sparse-view CT",
@@ -159,7 +165,11 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
         "slices_with_both_classes": level.images_used,
         "baseline_auc_mean": {name: b.mean_auc for name, b in baselines.items()},
         "baseline_auc_per_slice": {name: b.per_image for name, b in baselines.items()},
-        "margin_over_best_baseline": level.mean_auc - max(b.mean_auc for b in baselines.values()),
+        "margin_over_best_baseline": level.mean_auc - best_baseline,
+        "prior_z_auc_mean": z_level.mean_auc,
+        "prior_z_auc_per_slice": z_level.per_image,
+        "prior_z_margin_over_best_baseline": z_level.mean_auc - best_baseline,
+        "prior_z_settings": results[0].parameters["prior_z"],
         "scores": [r.score for r in results],
         "settings": asdict(settings),
         "block_size": results[0].block_size,
@@ -170,7 +180,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
-    _figure(out / "demo.png", images, masks, sinograms, results, level.per_image)
+    _figure(out / "demo.png", images, masks, sinograms, results, level.per_image, z_level.per_image)
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
@@ -182,20 +192,20 @@ def _sinogram(operator: Any, grid_image: np.ndarray) -> np.ndarray:
     return operator.simulate(torch.from_numpy(grid_image.astype(np.float64))[None, None], seed=None)[0, 0].numpy()
 
 
-def _figure(path: Path, images: np.ndarray, masks: np.ndarray, sinograms: list, results: list, aucs: list) -> None:
-    """One row per slice: input with the lesion outline, sinogram, reconstruction, heatmap, flagged blocks."""
+def _figure(path: Path, images: np.ndarray, masks: np.ndarray, sinograms: list, results: list, aucs: list, z_aucs: list) -> None:
+    """One row per slice: input with the lesion outline, sinogram, reconstruction, heatmap, flagged blocks, prior z-map."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = ("input + lesion outline", "sparse-view sinogram", "KLIP reconstruction", "KLIP heatmap", "flagged blocks")
+    columns = ("input + lesion outline", "sparse-view sinogram", "KLIP reconstruction", "KLIP heatmap", "flagged blocks", "prior z-map")
     figure, axes = plt.subplots(len(images), len(columns), figsize=(2.2 * len(columns), 2.1 * len(images)), squeeze=False)
     for row, (image, mask, sinogram, result) in enumerate(zip(images, masks, sinograms, results, strict=True)):
-        panels = (image, sinogram.T, result.reconstruction, result.heatmap, image)
+        panels = (image, sinogram.T, result.reconstruction, result.heatmap, image, result.prior_z)
         for column, panel in enumerate(panels):
             axis = axes[row, column]
-            axis.imshow(panel, cmap="inferno" if column == 3 else "gray", aspect="auto" if column == 1 else "equal",
+            axis.imshow(panel, cmap={3: "inferno", 5: "viridis"}.get(column, "gray"), aspect="auto" if column == 1 else "equal",
                         vmin=0 if column in (0, 2, 4) else None, vmax=255 if column in (0, 2, 4) else None)
             axis.set_xticks([])
             axis.set_yticks([])
@@ -206,6 +216,8 @@ def _figure(path: Path, images: np.ndarray, masks: np.ndarray, sinograms: list, 
         axes[row, 4].contour(mask, levels=[0.5], colors="cyan", linewidths=0.8)
         auc = aucs[row]
         axes[row, 3].set_ylabel(f"AUC {auc:.2f}" if auc == auc else "AUC n/a", fontsize=7)
+        axes[row, 5].contour(mask, levels=[0.5], colors="white", linewidths=0.8)
+        axes[row, 5].set_ylabel(f"AUC {z_aucs[row]:.2f}" if z_aucs[row] == z_aucs[row] else "AUC n/a", fontsize=7)
         axes[row, 0].set_ylabel(f"slice {row}, score {result.score:.3g}", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=90)

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..core.options import METHODS
 from ._common import (
-    add_common_options, add_klip_options, add_lmd_options, intensity_option, print_notes, read_stack, score_klip, score_lmd, scoring_prior,
+    add_common_options, add_klip_options, add_lmd_options, add_prior_z_option, intensity_option, print_notes, read_stack, score_klip,
+    score_lmd, scoring_prior,
 )
 
 EVALUATE_OUTPUTS = ("metrics.json", "roc.png")
@@ -35,6 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--method", choices=METHODS, default=METHODS[0], help=f"detector (default {METHODS[0]})")
     add_common_options(evaluate)
     add_klip_options(evaluate)
+    add_prior_z_option(evaluate, "its ROC-AUCs (the same blocks as KLIP's) go into metrics.json beside KLIP's (--method klip)")
     add_lmd_options(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -53,6 +55,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     bodies = read_stack(args.body_masks, "--body-masks") != 0 if args.body_masks else None
     if bodies is not None and bodies.shape != ood_stack.shape:
         raise ValueError(f"--body-masks has shape {bodies.shape}, the OOD stack {ood_stack.shape}")
+    if args.prior_z and args.method != "klip":
+        raise ValueError("--prior-z goes with --method klip (the map is computed beside KLIP's)")
     with staged_output(args.out, EVALUATE_OUTPUTS, args.overwrite) as staging:
         start = time.perf_counter()
         prior = scoring_prior(args)
@@ -92,6 +96,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 baselines = {name: result.mean_auc for name, result in
                              baseline_image_level_aucs(seen, reconstructed, grid_labels, block, grid_bodies).items()}
                 metrics.update(baseline_image_level_auc=baselines, margin_over_best_baseline=level.mean_auc - max(baselines.values()))
+        if args.prior_z:
+            metrics["prior_z"] = _prior_z_metrics(id_results, ood_results, block, labels, bodies, metrics.get("baseline_image_level_auc"))
         metrics.update(parameters=ood_results[0].parameters, **map_settings, wall_time_s=round(time.perf_counter() - start, 2))
         (staging / "metrics.json").write_text(json.dumps(_without_nan(metrics), indent=2, default=str, allow_nan=False) + "\n")
         _roc_png(staging / "roc.png", *dataset_roc_curve(id_scores, ood_scores), metrics["dataset_level_auc"], args.method.upper())
@@ -102,9 +108,34 @@ def run_evaluate(args: argparse.Namespace) -> int:
                         f"margin over the best {metrics['margin_over_best_baseline']:+.3f})")
         elif "image_level_auc" in metrics:
             message += f", image-level ROC-AUC {metrics['image_level_auc']:.3f}"
+        if "prior_z" in metrics:
+            z = metrics["prior_z"]
+            message += f"; prior z-map: dataset-level {z['dataset_level_auc']:.3f}"
+            if "image_level_auc" in z:
+                message += f", image-level {z['image_level_auc']:.3f}"
+            if "margin_over_best_baseline" in z:
+                message += f" (margin over the best baseline {z['margin_over_best_baseline']:+.3f})"
         print_notes(ood_results[0].parameters)
         print(f"{message}; outputs in {args.out}")
     return 0
+
+
+def _prior_z_metrics(id_results: list, ood_results: list, block: int, labels: np.ndarray | None, bodies: np.ndarray | None,
+                     baselines: dict[str, float] | None) -> dict[str, Any]:
+    """The prior z-map's ROC-AUCs on KLIP's blocks: image score = its largest block, image level inside the bodies."""
+    from ..core.metrics import block_means, dataset_roc_auc, image_level_roc_auc
+
+    def block_map(result: Any) -> np.ndarray:
+        return block_means(result.prior_z, block)
+
+    z = {"dataset_level_auc": dataset_roc_auc([float(block_map(r).max()) for r in id_results],
+                                              [float(block_map(r).max()) for r in ood_results])}
+    if labels is not None:
+        level = image_level_roc_auc([block_map(r) for r in ood_results], list(labels), block, None if bodies is None else list(bodies))
+        z.update(image_level_auc=level.mean_auc, image_level_per_image=level.per_image)
+        if baselines:
+            z["margin_over_best_baseline"] = level.mean_auc - max(baselines.values())
+    return z
 
 
 def _without_nan(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import numpy as np
 from ._common import (
     add_common_options,
     add_klip_options,
+    add_prior_z_option,
     as_written,
     follow,
     klip_batch_images,
@@ -46,6 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--measurement", type=Path, help="measured sinogram/image (or stack of them) to ingest instead of simulating")
     add_common_options(score)
     add_klip_options(score)
+    add_prior_z_option(score, "written to prior_z.tif")
     add_dask_options(score)
     score.set_defaults(handler=run_score)
 
@@ -55,6 +57,8 @@ def run_score(args: argparse.Namespace) -> int:
     if args.input is None and args.measurement is None:
         raise ValueError("give --input (an image or stack) or --measurement (a measured sinogram/image)")
     if args.dask is not None:
+        if args.prior_z:
+            raise ValueError("--prior-z is not available with --dask; score without --dask to get prior_z.tif")
         from ._dask import run_dask
 
         return run_dask(args, "klip")
@@ -82,6 +86,8 @@ def _write_score_outputs(folder: Path, results: list, start: float, shown: Path)
     write_tiff(folder / "heatmap.tif", as_written([r.heatmap for r in results]).astype(np.float32))
     write_tiff(folder / "labels.tif", as_written([r.labels for r in results]))
     write_tiff(folder / "reconstruction.tif", as_written([r.reconstruction for r in results]).astype(np.float32))
+    if results[0].prior_z is not None:
+        write_tiff(folder / "prior_z.tif", as_written([r.prior_z for r in results]).astype(np.float32))
     np.savez_compressed(
         folder / "trace.npz",
         energy=np.stack([r.trace.energy for r in results]),

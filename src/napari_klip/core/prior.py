@@ -588,8 +588,10 @@ def default_prior_path() -> Path:
 
 #: The microscopy patch prior bundled with the package (``skimage.data.cell()``; ``docs/priors.md``).
 MICROSCOPY_PRIOR_NAME = "cell32-patch-tiny-cpu"
+#: The liver CT prior bundled with the package (OrganAMNIST liver slices at their native 28²; the demo's prior; ``docs/priors.md``).
+LIVER_PRIOR_NAME = "organamnist-liver28-tiny-cpu"
 #: Priors shipped inside the package, loadable by name (``--model cell32-patch-tiny-cpu``).
-BUNDLED_PRIORS = (DEFAULT_PRIOR_NAME, MICROSCOPY_PRIOR_NAME)
+BUNDLED_PRIORS = (DEFAULT_PRIOR_NAME, MICROSCOPY_PRIOR_NAME, LIVER_PRIOR_NAME)
 
 
 def bundled_prior_path(name: str) -> Path:

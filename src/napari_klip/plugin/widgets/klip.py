@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
 
 from ...api.klip import score_image, score_measurement
 from ...api.layers import klip_layer_data
@@ -51,7 +51,12 @@ class KlipWidget(DetectorWidget):
             tooltip="jacobian-free: the paper's DDPM sampler; consistency: steps along the approximate inverse of the "
                     "residual (filtered back-projection for CT; not for blur); dps: backpropagates through the network",
         )
-        self.form.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps, self.guidance])
+        self.prior_z = CheckBox(
+            text="also the prior z-map", value=False,
+            tooltip="a hidden '<input> prior z-map' layer: where the observed image is unlike what the prior restores "
+                    "(7 noise levels x 16 draws per slice, after the sampling; docs/klip.md)",
+        )
+        self.form.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps, self.guidance, self.prior_z])
         self.add_footer()
         self._block_sizes: list[int] = []
         # choices from a callable: napari calls reset_choices on every layer change
@@ -104,7 +109,8 @@ class KlipWidget(DetectorWidget):
         geometry = info.image_geometry(source.geometry) if info is not None else source.geometry
         intensity = self.intensity.choice()
         return Job(
-            work=partial(self._score, prior_choice, source, info, settings, float(self.noise_sigma.value), config, threshold, intensity),
+            work=partial(self._score, prior_choice, source, info, settings, float(self.noise_sigma.value), config, threshold, intensity,
+                         bool(self.prior_z.value)),
             finish=partial(self._show, source, geometry),
             total=config.num_steps * len(source.selection),
             description=f"scoring '{source.name}'",
@@ -120,6 +126,7 @@ class KlipWidget(DetectorWidget):
         config: Any,
         threshold: str,
         intensity: Any,
+        prior_z: bool,
         report: Any,
         should_cancel: Any,
     ) -> list[Any]:
@@ -138,7 +145,8 @@ class KlipWidget(DetectorWidget):
             seed = source.selection.seed_for(config.seed, source.selection.indices[position])
             # in steps; a patch prior reports patches of steps × tiles, scaled back to steps here
             report_steps = lambda update: progress(update.step * config.num_steps // max(update.total, 1))  # noqa: E731
-            common = {"config": replace(config, seed=seed), "threshold": threshold, "progress": report_steps, "should_cancel": should_cancel}
+            common = {"config": replace(config, seed=seed), "threshold": threshold, "progress": report_steps, "should_cancel": should_cancel,
+                      "prior_z": prior_z}
             if operator is not None:
                 return score_measurement(image, operator, prior, output_shape=info.image_shape, **common)
             params = settings.operator_params(working_grid(prior, image.shape[:2]))
