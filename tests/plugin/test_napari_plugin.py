@@ -328,3 +328,6 @@ def test_demo_gui_opens_the_sample_with_the_klip_widget(viewer):
     assert names(viewer) == ["CT slices with lesions", "lesion masks"]
     assert viewer.layers["CT slices with lesions"].data.shape == (8, 28, 28)
     assert widget.input.value is viewer.layers["CT slices with lesions"]
+    # as the command-line demo: the bundled liver prior, the prior z-map beside KLIP
+    assert widget.prior.source.value == "folder" and widget.prior.folder.value.name == "organamnist-liver28-tiny-cpu"
+    assert widget.prior_z.value is True

@@ -159,7 +159,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     best_baseline = max(b.mean_auc for b in baselines.values())
     sinograms = [_sinogram(operator, grid) for grid in grid_images]
     summary = {
-        "what": "KLIP localization of synthetic lesions in real CT slices (OrganAMNIST test split) from simulated sparse-view CT",
+        "what": "KLIP and prior z-map localization of synthetic lesions in real CT slices (OrganAMNIST test split) from simulated sparse-view CT",
         "localization_auc_mean": level.mean_auc,
         "localization_auc_per_slice": level.per_image,
         "slices_with_both_classes": level.images_used,
