@@ -26,10 +26,17 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
+def _default_sigint() -> None:
+    # A suite started in the background by a shell (``cmd &``, nohup) runs with SIGINT ignored, and an ignored
+    # signal stays ignored across exec: the child would never see the Ctrl-C these tests send. Start it as a
+    # terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "napari_klip.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def _wait_for(path: Path, process: subprocess.Popen, patience_s: float = 120.0) -> None:
