@@ -242,9 +242,9 @@ def add_prior_z_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def map_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``block_size``, ``window`` and ``threshold`` of KLIP's maps (and ``prior_z`` when ``score --prior-z`` asked for it)."""
+    """``block_size``, ``window`` and ``threshold`` of KLIP's maps (and ``prior_z`` when ``--prior-z`` asked for it)."""
     options = {"block_size": args.block_size, "window": tuple(args.window) if args.window else None, "threshold": args.threshold}
-    if getattr(args, "prior_z", False):  # ``score --prior-z`` only
+    if getattr(args, "prior_z", False):  # ``score`` and ``evaluate`` have the option
         options["prior_z"] = True
     return options
 
