@@ -200,12 +200,12 @@ def _score_batches(
         for offset, trace in enumerate(traces):
             item = {**extra, "images_in_batch": end - begin}
             index = begin + offset
-            result = _result(batch_prior, operator, measurements[index], input_shapes[index], trace,
-                             block_size, window, threshold, item, mapping)
+            observed = _observed_model(operator, measurements[index])
+            result = _result(batch_prior, operator, observed, input_shapes[index], trace, block_size, window, threshold, item, mapping)
             if prior_z:
                 # its own tiling of a patch prior: no progress callback, tile offsets from the image's seed
                 z_prior = for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch, seed=config.seed + index)
-                result = _with_prior_z(result, z_prior, operator, measurements[index], config.seed + index, should_cancel)
+                result = _with_prior_z(result, z_prior, observed, config.seed + index, should_cancel)
             results.append(result)
     return results
 
@@ -213,7 +213,7 @@ def _score_batches(
 def _result(
     prior: DiffusionPrior,
     operator: Operator,
-    measurement_model: Any,
+    observed_model: np.ndarray,
     input_shape: tuple[int, ...],
     trace: KlipTrace,
     block_size: int,
@@ -222,14 +222,17 @@ def _result(
     extra: dict[str, Any],
     mapping: IntensityMapping,
 ) -> KlipResult:
-    """One image's :class:`KlipResult` from its trace, on the input's grid and in its intensity units."""
+    """One image's :class:`KlipResult` from its trace, on the input's grid and in its intensity units.
+
+    ``observed_model`` is what the measurement shows without the prior (:func:`_observed_model`).
+    """
     input_hw = tuple(input_shape[:2])
     reconstruction = prior.from_model_range(trace.reconstruction)
     spread = trace.reconstruction_std * (prior.metadata.intensity_range[1] - prior.metadata.intensity_range[0]) / 2.0
     reshape = (lambda a: a[0]) if prior.channels == 1 else (lambda a: np.moveaxis(a, 0, -1))
     reconstruction = mapping.invert(to_input_grid(reshape(reconstruction), tuple(input_shape), order=1))
     spread = mapping.invert_spread(to_input_grid(reshape(spread).astype(np.float32), tuple(input_shape), order=1))
-    observed_prior = reshape(prior.from_model_range(_observed_model(operator, measurement_model)))
+    observed_prior = reshape(prior.from_model_range(observed_model))
     observed = mapping.invert(to_input_grid(observed_prior, tuple(input_shape), order=1))
     resized = resize_record(input_hw, prior.image_size)
     parameters = {
@@ -258,11 +261,10 @@ def _result(
     )
 
 
-def _with_prior_z(result: KlipResult, prior: DiffusionPrior | TiledPrior, operator: Operator, measurement_model: Any,
+def _with_prior_z(result: KlipResult, prior: DiffusionPrior | TiledPrior, observed_model: np.ndarray,
                   seed: int, should_cancel: ShouldCancel | None) -> KlipResult:
-    """``result`` with the smoothed prior z-map of its observed image, on the input's grid."""
-    observed = _observed_model(operator, measurement_model)
-    z_map = prior_z_map(prior, observed, seed=seed, should_cancel=should_cancel)
+    """``result`` with the smoothed prior z-map of its observed image (model units, prior's grid), on the input's grid."""
+    z_map = prior_z_map(prior, observed_model, seed=seed, should_cancel=should_cancel)
     z_map = ndi.gaussian_filter(z_map, DEFAULT_Z_SMOOTHING)
     settings = {"timesteps": list(DEFAULT_Z_TIMESTEPS), "draws": DEFAULT_Z_DRAWS, "smoothing_px": DEFAULT_Z_SMOOTHING, "seed": seed}
     return replace(result, prior_z=to_input_grid(z_map, tuple(result.heatmap.shape), order=1).astype(np.float32),

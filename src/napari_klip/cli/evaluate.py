@@ -125,13 +125,11 @@ def _prior_z_metrics(id_results: list, ood_results: list, block: int, labels: np
     """The prior z-map's ROC-AUCs on KLIP's blocks: image score = its largest block, image level inside the bodies."""
     from ..core.metrics import block_means, dataset_roc_auc, image_level_roc_auc
 
-    def block_map(result: Any) -> np.ndarray:
-        return block_means(result.prior_z, block)
-
-    z = {"dataset_level_auc": dataset_roc_auc([float(block_map(r).max()) for r in id_results],
-                                              [float(block_map(r).max()) for r in ood_results])}
+    id_maps = [block_means(r.prior_z, block) for r in id_results]
+    ood_maps = [block_means(r.prior_z, block) for r in ood_results]
+    z = {"dataset_level_auc": dataset_roc_auc([float(m.max()) for m in id_maps], [float(m.max()) for m in ood_maps])}
     if labels is not None:
-        level = image_level_roc_auc([block_map(r) for r in ood_results], list(labels), block, None if bodies is None else list(bodies))
+        level = image_level_roc_auc(ood_maps, list(labels), block, None if bodies is None else list(bodies))
         z.update(image_level_auc=level.mean_auc, image_level_per_image=level.per_image)
         if baselines:
             z["margin_over_best_baseline"] = level.mean_auc - max(baselines.values())
