@@ -23,8 +23,9 @@ The detection-issue protocol (``docs/benchmarks.md``, "Liver lesions: validation
     noise levels at once, as in Graham et al., CVPR-W 2023, who compare reconstructions from
     a range of timesteps);
   - baselines — ``centre`` (closeness to the image centre), ``local-contrast``
-    (``|x − 5×5 mean|`` of the back-projection) and ``residual`` (``|back-projection −
-    posterior mean|``).
+    (``|x − 5×5 mean|`` of the back-projection), ``blob-contrast`` (``|G_σ x − G_3σ x|`` of
+    the back-projection, σ chosen on val; since session 22) and ``residual``
+    (``|back-projection − posterior mean|``).
 
 * **Metrics**: image-level ROC-AUC (blocks inside the clean slice's body mask, averaged over
   OOD slices) and dataset-level ROC-AUC (image score = largest body block), per anomaly kind.
@@ -59,10 +60,13 @@ LIVER = 6
 KINDS = ("lesion", "star")
 FRACTIONS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0), (0.5, 1.0), (0.3, 0.7))
 BLOCKS = (1, 2)
-#: Gaussian smoothings (px) tried on val; the tables before session 21 used (0, 1) and prior-z timesteps (100, 250).
-SMOOTHING = (0.0, 1.0, 2.0)
-FAMILIES = ("klip-energy", "klip-coherent", "klip-relative", "prior-z", "prior-z-multi", "centre", "local-contrast", "residual")
-BASELINES = ("centre", "local-contrast", "residual")
+#: Gaussian smoothings (px) tried on val; before session 21 (0, 1) with prior-z timesteps (100, 250), in session 21 (0, 1, 2).
+SMOOTHING = (0.0, 1.0, 2.0, 3.0)
+#: Inner widths (px) of the blob-contrast baseline tried on val (since session 22).
+BLOB_SIGMAS = (1.0, 2.0, 3.0)
+FAMILIES = ("klip-energy", "klip-coherent", "klip-relative", "prior-z", "prior-z-multi", "centre", "local-contrast", "blob-contrast",
+            "residual")
+BASELINES = ("centre", "local-contrast", "blob-contrast", "residual")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,9 +88,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lesion-contrast", type=float, default=None,
                         help="every lesion's contrast (fraction of the body's 2-98 %% range; the demo sample's is 0.3); "
                              "default: insert_lesion's random ±0.10-0.25")
-    parser.add_argument("--fresh-test", action="store_true",
-                        help="report on the next --n-test slices of the test split instead: none of them is in the default "
-                             "test set (a confirmation set for settings explored while looking at the default one)")
+    parser.add_argument("--test-set", type=int, default=0, metavar="N",
+                        help="report on the N-th disjoint test set of the test split: 0 = the first --n-test slices; N > 0 = the "
+                             "next ones, none of them in sets 0..N-1 (confirmation sets for settings explored while looking at "
+                             "earlier ones)")
+    parser.add_argument("--fresh-test", action="store_true", help="the same as --test-set 1 (session 21's confirmation set)")
     parser.add_argument("--no-klip", action="store_true",
                         help="prior-z and the prior-free baselines only (no KLIP sampling, no residual baseline): minutes instead of hours")
     parser.add_argument("--splits", nargs="+", default=["val", "test"], choices=("val", "test"))
@@ -95,7 +101,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the prior runs (the reported tables: cpu)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "liver_lesions.json")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.fresh_test:
+        if args.test_set not in (0, 1):
+            parser.error("--fresh-test is --test-set 1; give one of them")
+        args.test_set = 1
+    if args.test_set < 0:
+        parser.error("--test-set must be >= 0")
+    return args
 
 
 # --------------------------------------------------------------------------- data
@@ -105,8 +118,8 @@ def build_split(data: Path, split: str, counts: tuple[int, int], seed: int, lesi
                 exclude: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
     """``counts[0]`` clean slices and ``counts[1]`` slices with a lesion and with a star, with masks.
 
-    Slices whose index is in ``exclude`` are passed over (``--fresh-test``: a test set disjoint
-    from the default one).
+    Slices whose index is in ``exclude`` are passed over (``--test-set``: test sets disjoint
+    from the earlier ones).
     """
     from napari_klip.core.anomalies import foreground_mask, insert_lesion, insert_star_artifact
 
@@ -141,6 +154,14 @@ def build_split(data: Path, split: str, counts: tuple[int, int], seed: int, lesi
     if clean < n_clean or ood < n_ood:
         raise SystemExit(f"the {split} split has only {clean} clean and {ood} usable OOD liver slices")
     return records
+
+
+def disjoint_test_set(data: Path, counts: tuple[int, int], seed: int, lesion_contrast: float | None, test_set: int) -> list[dict[str, Any]]:
+    """The ``test_set``-th test set: :func:`build_split` of the test split passing over the slices of sets ``0 .. test_set − 1``."""
+    exclude: frozenset[int] = frozenset()
+    for _ in range(test_set):
+        exclude |= frozenset(r["index"] for r in build_split(data, "test", counts, seed, lesion_contrast, exclude))
+    return build_split(data, "test", counts, seed, lesion_contrast, exclude)
 
 
 # --------------------------------------------------------------------------- maps
@@ -229,7 +250,7 @@ def add_missing_z_maps(prior: Any, raws: list[dict[str, Any]], args: argparse.Na
 
 def family_maps(family: str, raw: dict[str, Any], reference: dict[str, np.ndarray], setting: dict[str, Any]) -> np.ndarray:
     """The pixel map of one family at one setting (window fraction or z timestep)."""
-    from napari_klip.core.baselines import centre_map, local_contrast_map, residual_map
+    from napari_klip.core.baselines import blob_contrast_map, centre_map, local_contrast_map, residual_map
 
     if family.startswith("klip"):
         steps = raw["energy"].shape[0]
@@ -249,6 +270,8 @@ def family_maps(family: str, raw: dict[str, Any], reference: dict[str, np.ndarra
         return centre_map(raw["observed"].shape)
     if family == "local-contrast":
         return local_contrast_map(raw["observed"])
+    if family == "blob-contrast":
+        return blob_contrast_map(raw["observed"], setting["sigma"])
     return residual_map(raw["observed"], raw["posterior_mean"])
 
 
@@ -267,6 +290,8 @@ def settings_of(family: str, z_timesteps: list[int], smoothings: list[float]) ->
         first = [{"timestep": t} for t in z_timesteps]
     elif family == "prior-z-multi":
         first = [{"timesteps": list(z_timesteps)}]
+    elif family == "blob-contrast":
+        first = [{"sigma": sigma} for sigma in BLOB_SIGMAS]
     else:
         first = [{}]
     return [dict(s, block=b, smoothing=g) for s, b, g in itertools.product(first, BLOCKS, smoothings)]
@@ -328,11 +353,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     split_data = {}
     for split in ("val", "test"):
         counts = args.n_val if split == "val" else args.n_test
-        exclude: frozenset[int] = frozenset()
-        if split == "test" and args.fresh_test:
-            exclude = frozenset(r["index"] for r in build_split(args.data, split, counts, args.seed, args.lesion_contrast))
-        records = build_split(args.data, split, counts, args.seed, args.lesion_contrast, exclude)
-        name = "test-fresh" if exclude else split
+        records = build_split(args.data, split, counts, args.seed, args.lesion_contrast) if split == "val" else \
+            disjoint_test_set(args.data, counts, args.seed, args.lesion_contrast, args.test_set)
+        name = "test-fresh" if split == "test" and args.test_set == 1 else f"test-{args.test_set}" if split == "test" and args.test_set else split
         cache = args.maps_cache / f"{name}.npy" if args.maps_cache else None
         if cache is not None and cache.exists():
             raws = list(np.load(cache, allow_pickle=True))
@@ -372,7 +395,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_val": args.n_val, "n_test": args.n_test, "n_views": args.n_views,
         "samples": args.samples, "steps": args.steps, "reference_samples": args.reference_samples,
         "z_timesteps": args.z_timesteps, "smoothing": args.smoothing, "draws": args.draws, "seed": args.seed,
-        "lesion_contrast": args.lesion_contrast, "klip": not args.no_klip, "fresh_test": args.fresh_test,
+        "lesion_contrast": args.lesion_contrast, "klip": not args.no_klip, "test_set": args.test_set,
         "device": args.device,
         "hardware": f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)"
                     + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""),

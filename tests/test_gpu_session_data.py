@@ -65,3 +65,21 @@ def test_liver_benchmark_and_training_read_the_same_images_from_the_subset(tmp_p
             assert a["index"] == rows[b["index"]]  # the same slice, under its row number in each file
             for key in ("image", "body", "mask"):
                 np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_liver_benchmark_test_sets_are_disjoint_and_fresh_test_is_the_second(tmp_path):
+    liver_lesions = _load("benchmarks/liver_lesions.py")
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:28, :28]
+    discs = ((yy - 14) ** 2 + (xx - 14) ** 2 < 100) * rng.uniform(120, 220, (40, 1, 1)) + rng.normal(0, 8, (40, 28, 28))
+    images = discs.clip(0, 255).astype(np.uint8)
+    path = tmp_path / "liver.npz"
+    np.savez(path, test_images=images, test_labels=np.full((40, 1), liver_lesions.LIVER), val_images=images[:4], val_labels=np.zeros((4, 1)))
+    sets = [{r["index"] for r in liver_lesions.disjoint_test_set(path, (2, 3), 0, None, n)} for n in range(3)]
+    assert all(len(indices) == 5 for indices in sets)
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    assert {r["index"] for r in liver_lesions.build_split(path, "test", (2, 3), 0)} == sets[0]
+    assert liver_lesions.parse_args(["--model", "m", "--fresh-test"]).test_set == 1
+    assert liver_lesions.parse_args(["--model", "m", "--test-set", "2"]).test_set == 2
+    with pytest.raises(SystemExit):
+        liver_lesions.parse_args(["--model", "m", "--fresh-test", "--test-set", "2"])

@@ -75,4 +75,4 @@ def test_evaluate_with_a_patch_prior_measures_on_the_native_grid(tmp_path):
     assert metrics["parameters"]["patch_prior"]["working_grid"] == [24, 40]
     assert metrics["parameters"]["prior_image_size"] == [16, 16]
     assert len(metrics["image_level_per_image"]) == 2 and 0.0 <= metrics["image_level_auc"] <= 1.0
-    assert set(metrics["baseline_image_level_auc"]) == {"centre", "local-contrast", "residual"}
+    assert set(metrics["baseline_image_level_auc"]) == {"centre", "local-contrast", "blob-contrast", "residual"}

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_klip.core.baselines import BASELINE_NAMES, baseline_maps, centre_map, local_contrast_map, residual_map
+from napari_klip.core.baselines import (
+    BASELINE_NAMES,
+    baseline_maps,
+    blob_contrast_map,
+    centre_map,
+    local_contrast_map,
+    residual_map,
+)
 from napari_klip.core.metrics import baseline_image_level_aucs
 
 
@@ -23,6 +30,21 @@ def test_local_contrast_is_absolute_difference_to_the_window_mean():
     expected = np.abs(image - ndi.uniform_filter(image, size=3, mode="reflect"))
     np.testing.assert_allclose(local_contrast_map(image, window=3), expected)
     assert np.all(local_contrast_map(np.full((8, 8), 7.0)) == 0)
+
+
+def test_blob_contrast_peaks_on_a_blob_of_its_scale_and_ignores_flat_and_linear_images():
+    rows, columns = np.indices((41, 41), dtype=np.float64)
+    blob = np.exp(-((rows - 14) ** 2 + (columns - 25) ** 2) / (2 * 2.0**2))
+    values = blob_contrast_map(5.0 + blob, sigma=2.0)
+    assert np.unravel_index(values.argmax(), values.shape) == (14, 25)
+    assert values[14, 25] > 10 * values[35, 5]
+    assert np.all(blob_contrast_map(np.full((9, 9), 3.0)) == 0)
+    ramp = 0.5 * rows + 2.0 * columns  # Gaussian smoothing keeps a linear image: no contrast away from the edges
+    np.testing.assert_allclose(blob_contrast_map(ramp, sigma=1.0)[12:-12, 12:-12], 0.0, atol=1e-9)
+    # the two Gaussians are the independent reference: scipy's filter at σ and 3σ
+    image = np.random.default_rng(2).normal(size=(16, 12))
+    expected = np.abs(ndi.gaussian_filter(image, 1.5, mode="reflect") - ndi.gaussian_filter(image, 4.5, mode="reflect"))
+    np.testing.assert_allclose(blob_contrast_map(image, sigma=1.5), expected)
 
 
 def test_residual_map_and_inputs_untouched():
@@ -42,6 +64,10 @@ def test_residual_map_and_inputs_untouched():
         (lambda: local_contrast_map(np.zeros(5)), "2-D"),
         (lambda: local_contrast_map(np.full((4, 4), np.nan)), "NaN"),
         (lambda: residual_map(np.zeros((4, 4)), np.zeros((4, 5))), "shape"),
+        (lambda: blob_contrast_map(np.zeros((4, 4)), sigma=0), "sigma"),
+        (lambda: blob_contrast_map(np.zeros((4, 4)), sigma=float("nan")), "sigma"),
+        (lambda: blob_contrast_map(np.zeros((4, 4)), sigma=True), "sigma"),
+        (lambda: blob_contrast_map(np.full((4, 4), np.inf)), "NaN"),
     ],
 )
 def test_bad_inputs_are_clear_errors(call, message):
