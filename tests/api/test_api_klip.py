@@ -136,3 +136,27 @@ def test_prior_z_map_of_the_observed_image_on_the_input_grid(prior, image):
     assert result.parameters["prior_z"] == {"timesteps": [50, 100, 250, 400, 500, 600, 750], "draws": 16, "smoothing_px": 2.0, "seed": 1}
     np.testing.assert_array_equal(result.heatmap, plain.heatmap)  # the KLIP maps do not change
     assert result.rescore(block_size=10).prior_z is result.prior_z
+
+
+def test_prior_z_settings_choose_timesteps_and_smoothing_and_bad_ones_fail_before_sampling(prior, image):
+    from napari_klip.core.grid import to_input_grid, to_prior_grid
+    from napari_klip.core.prior_z import PriorZSettings, prior_z_map
+
+    settings = PriorZSettings(timesteps=(100, 300), draws=4, smoothing=0)
+    result = score_image(image, prior=prior, operator="denoise", config=FAST, prior_z=settings)
+    expected = to_input_grid(prior_z_map(prior, to_prior_grid(image, prior), timesteps=(100, 300), draws=4, seed=FAST.seed), image.shape, order=1)
+    np.testing.assert_allclose(result.prior_z, expected, rtol=1e-5, atol=1e-5)  # unsmoothed
+    assert result.parameters["prior_z"] == {"timesteps": [100, 300], "draws": 4, "smoothing_px": 0.0, "seed": 1}
+    calls = []
+    original = prior.predict_noise
+    prior.predict_noise = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        for bad, message in ((PriorZSettings(timesteps=(100, 5000)), "timesteps"), (PriorZSettings(draws=1), "draws"),
+                             (PriorZSettings(smoothing=-1.0), "smoothing"), (PriorZSettings(smoothing=float("nan")), "smoothing")):
+            with pytest.raises(ValueError, match=message):
+                score_image(image, prior=prior, operator="denoise", config=FAST, prior_z=bad)
+        with pytest.raises(TypeError, match="prior_z"):
+            score_image(image, prior=prior, operator="denoise", config=FAST, prior_z=2.0)
+    finally:
+        prior.predict_noise = original
+    assert not calls  # nothing was sampled

@@ -86,6 +86,17 @@ def test_score_prior_z_writes_the_map_and_a_rerun_without_it_removes_it(tmp_path
     capsys.readouterr()
     assert main([*args, "--overwrite", "--prior-z", "--dask"]) == 1
     assert "--prior-z is not available with --dask" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--prior-z", "--prior-z-smoothing", "0", "--prior-z-timesteps", "100", "300"]) == 0
+    recorded = json.loads((out / "result.json").read_text())["parameters"]["prior_z"]
+    assert recorded["smoothing_px"] == 0.0 and recorded["timesteps"] == [100, 300]
+    unsmoothed = tifffile.imread(out / "prior_z.tif")
+    before = sorted(p.name for p in out.iterdir())
+    for bad, message in ((["--prior-z-smoothing", "1"], "give --prior-z too"), (["--prior-z", "--prior-z-smoothing", "-1"], "finite number"),
+                         (["--prior-z", "--prior-z-timesteps", "5000"], "timesteps")):
+        assert main([*args, "--overwrite", *bad]) == 1
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before  # a refused run leaves the folder as it was
+    np.testing.assert_array_equal(tifffile.imread(out / "prior_z.tif"), unsmoothed)
 
 
 def test_score_errors(tmp_path, model, capsys):

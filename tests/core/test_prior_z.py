@@ -16,7 +16,16 @@ from diffusers import DDPMScheduler
 
 from napari_klip.core.patches import TiledPrior
 from napari_klip.core.prior import DEFAULT_SCHEDULE
-from napari_klip.core.prior_z import DEFAULT_Z_TIMESTEPS, iter_prior_z_maps, prior_z_map
+from napari_klip.core.prior_z import (
+    DEFAULT_Z_DRAWS,
+    DEFAULT_Z_SMOOTHING,
+    DEFAULT_Z_TIMESTEPS,
+    PriorZSettings,
+    iter_prior_z_maps,
+    prior_z_map,
+    resolve_prior_z,
+    smooth_z_map,
+)
 
 MEAN, SPREAD = 0.2, 0.5
 
@@ -132,3 +141,26 @@ def test_bad_settings_and_images_are_clear_errors(options, image, message):
     with pytest.raises(ValueError, match=message):
         prior_z_map(prior, _image() if image is None else image, **options)
     assert prior.calls == 0
+
+
+def test_settings_resolve_validate_record_and_smooth():
+    assert resolve_prior_z(True) == PriorZSettings() and resolve_prior_z(False) is None and resolve_prior_z(None) is None
+    custom = PriorZSettings(timesteps=[np.int64(10), 20], draws=3, smoothing=1)
+    assert resolve_prior_z(custom) is custom
+    checked = custom.validated(1000)
+    assert checked.timesteps == (10, 20) and isinstance(checked.timesteps[0], int) and checked.smoothing == 1.0
+    assert PriorZSettings().record() == {"timesteps": list(DEFAULT_Z_TIMESTEPS), "draws": DEFAULT_Z_DRAWS, "smoothing_px": DEFAULT_Z_SMOOTHING}
+    for bad, message in ((PriorZSettings(smoothing=-0.5), "smoothing"), (PriorZSettings(smoothing=True), "smoothing"),
+                         (PriorZSettings(smoothing=float("inf")), "smoothing"), (PriorZSettings(timesteps=()), "at least one"),
+                         (PriorZSettings(draws=1), "draws")):
+        with pytest.raises(ValueError, match=message):
+            bad.validated(1000)
+    with pytest.raises(TypeError, match="prior_z"):
+        resolve_prior_z("yes")
+    from scipy import ndimage as ndi
+
+    z = np.random.default_rng(0).random((9, 7)).astype(np.float32)
+    before = z.copy()
+    np.testing.assert_array_equal(smooth_z_map(z, 0), z)
+    np.testing.assert_allclose(smooth_z_map(z, 1.5), ndi.gaussian_filter(z, 1.5))
+    np.testing.assert_array_equal(z, before)

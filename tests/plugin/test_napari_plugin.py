@@ -267,6 +267,15 @@ def test_klip_with_the_prior_z_map_adds_it_as_a_hidden_layer(viewer, qtbot):
     current = viewer.dims.current_step[0]
     assert layer.data[current].max() > 0 and not np.delete(layer.data, current, axis=0).any()
     np.testing.assert_array_equal(layer.data[current], widget.results.computed()[0].prior_z)
+    assert widget.results.computed()[0].parameters["prior_z"]["smoothing_px"] == 2.0
+    # the smoothing box follows the check box and reaches the next run
+    assert widget.prior_z_smoothing.enabled
+    widget.prior_z.value = False
+    assert not widget.prior_z_smoothing.enabled
+    widget.prior_z.value = True
+    widget.prior_z_smoothing.value = 0.0
+    run_and_wait(qtbot, widget)
+    assert widget.results.computed()[0].parameters["prior_z"]["smoothing_px"] == 0.0
 
 
 def test_closing_the_dock_mid_run_cancels_and_adds_nothing(viewer, qtbot):

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 from ..core.errors import ImageDataError
 from ..core.grid import check_image, check_stack, resize_note, resize_record, to_input_grid, to_prior_grid
@@ -53,7 +52,7 @@ from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameter
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
 from ..core.progress import ProgressCallback, ShouldCancel, drive, stack_progress
-from ..core.prior_z import DEFAULT_Z_DRAWS, DEFAULT_Z_SMOOTHING, DEFAULT_Z_TIMESTEPS, prior_z_map
+from ..core.prior_z import PriorZSettings, prior_z_map, resolve_prior_z, smooth_z_map
 
 __all__ = ["DEFAULT_THRESHOLD", "KlipResult", "score_image", "score_measurement", "score_measurements", "score_stack"]
 
@@ -92,10 +91,11 @@ class KlipResult:
         ``intensity`` (the mapping used), ``resized`` (``{"from": [H, W], "to": [h, w]}`` when the
         prior's size differs) and ``notes`` (what the user should be told).
     prior_z : numpy.ndarray or None
-        With ``prior_z=True``: the prior z-map of ``observed`` (:mod:`napari_klip.core.prior_z`:
-        where the image is unlike what the prior restores), smoothed by
-        :data:`~napari_klip.core.prior_z.DEFAULT_Z_SMOOTHING` pixels of the grid the prior sees,
-        on the input's grid (float32). Larger is more anomalous. ``None`` when not asked for.
+        With ``prior_z``: the prior z-map of ``observed`` (:mod:`napari_klip.core.prior_z`:
+        where the image is unlike what the prior restores), smoothed by the settings' pixels of the
+        grid the prior sees (:data:`~napari_klip.core.prior_z.DEFAULT_Z_SMOOTHING` by default),
+        on the input's grid (float32); ``parameters["prior_z"]`` records the settings. Larger is
+        more anomalous. ``None`` when not asked for.
     """
 
     score: float
@@ -165,7 +165,7 @@ def _score_batches(
     tiling: str = TILINGS[0],
     patch_batch: int | None = None,
     grid: tuple[int, int] | None = None,
-    prior_z: bool = False,
+    prior_z: bool | PriorZSettings = False,
 ) -> list[KlipResult]:
     """Sample ``measurements`` (each ``(1, C, ...)``, model units) ``batch_images`` at a time; item ``i`` uses seed ``config.seed + i``.
 
@@ -180,6 +180,9 @@ def _score_batches(
     polled after every noise level).
     """
     require_finite_weights(prior)
+    z_settings = resolve_prior_z(prior_z)
+    if z_settings is not None:  # bad settings fail before any sampling
+        z_settings = z_settings.validated(prior.num_train_timesteps)
     if not measurements:
         return []
     input_hw = tuple(input_shapes[0][:2])
@@ -202,10 +205,10 @@ def _score_batches(
             index = begin + offset
             observed = _observed_model(operator, measurements[index])
             result = _result(batch_prior, operator, observed, input_shapes[index], trace, block_size, window, threshold, item, mapping)
-            if prior_z:
+            if z_settings is not None:
                 # its own tiling of a patch prior: no progress callback, tile offsets from the image's seed
                 z_prior = for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch, seed=config.seed + index)
-                result = _with_prior_z(result, z_prior, observed, config.seed + index, should_cancel)
+                result = _with_prior_z(result, z_prior, observed, config.seed + index, should_cancel, z_settings)
             results.append(result)
     return results
 
@@ -262,11 +265,12 @@ def _result(
 
 
 def _with_prior_z(result: KlipResult, prior: DiffusionPrior | TiledPrior, observed_model: np.ndarray,
-                  seed: int, should_cancel: ShouldCancel | None) -> KlipResult:
+                  seed: int, should_cancel: ShouldCancel | None, z_settings: PriorZSettings) -> KlipResult:
     """``result`` with the smoothed prior z-map of its observed image (model units, prior's grid), on the input's grid."""
-    z_map = prior_z_map(prior, observed_model, seed=seed, should_cancel=should_cancel)
-    z_map = ndi.gaussian_filter(z_map, DEFAULT_Z_SMOOTHING)
-    settings = {"timesteps": list(DEFAULT_Z_TIMESTEPS), "draws": DEFAULT_Z_DRAWS, "smoothing_px": DEFAULT_Z_SMOOTHING, "seed": seed}
+    z_map = prior_z_map(prior, observed_model, timesteps=z_settings.timesteps, draws=z_settings.draws, seed=seed,
+                        should_cancel=should_cancel)
+    z_map = smooth_z_map(z_map, z_settings.smoothing)
+    settings = {**z_settings.record(), "seed": seed}
     return replace(result, prior_z=to_input_grid(z_map, tuple(result.heatmap.shape), order=1).astype(np.float32),
                    parameters={**result.parameters, "prior_z": settings})
 
@@ -322,7 +326,7 @@ def score_image(
     intensity: str | tuple[float, float] | IntensityMapping = "auto",
     tiling: str = TILINGS[0],
     patch_batch: int | None = None,
-    prior_z: bool = False,
+    prior_z: bool | PriorZSettings = False,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:
@@ -365,10 +369,11 @@ def score_image(
         (:class:`~napari_klip.core.patches.TiledPrior`).
     patch_batch : int, optional
         Patch priors only: patches per network call (the memory budget of a step).
-    prior_z : bool
+    prior_z : bool or PriorZSettings
         Also compute the prior z-map of the observed image (``result.prior_z``;
-        :mod:`napari_klip.core.prior_z`): 112 more network passes per image (7 noise levels × 16
-        draws), after the sampling.
+        :mod:`napari_klip.core.prior_z`): with ``True`` the default settings, 112 more network
+        passes per image (7 noise levels × 16 draws), after the sampling; a
+        :class:`~napari_klip.core.prior_z.PriorZSettings` chooses timesteps, draws and smoothing.
     progress, should_cancel : callable, optional
         Called with a :class:`~napari_klip.core.progress.Progress` after every step; cancel check
         polled after every step.
@@ -404,7 +409,7 @@ def score_measurement(
     output_shape: tuple[int, int] | None = None,
     tiling: str = TILINGS[0],
     patch_batch: int | None = None,
-    prior_z: bool = False,
+    prior_z: bool | PriorZSettings = False,
     progress: ProgressCallback | None = None,
     should_cancel: ShouldCancel | None = None,
 ) -> KlipResult:

@@ -235,17 +235,51 @@ def working_grid_of(prior: Any, input_hw: tuple[int, ...]) -> tuple[int, int]:
 
 
 def add_prior_z_option(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--prior-z``: also the prior z-map of each image (``what`` says what the command does with it)."""
+    """``--prior-z`` (also the prior z-map of each image; ``what`` says what the command does with it) and its settings."""
+    from ..core.prior_z import DEFAULT_Z_SMOOTHING, DEFAULT_Z_TIMESTEPS
+
     parser.add_argument("--prior-z", action="store_true",
                         help=f"also the prior z-map of the observed image, where it is unlike what the prior restores: {what} "
                              "(docs/klip.md; 112 more network passes per image)")
+    parser.add_argument("--prior-z-smoothing", type=float, default=None, metavar="PX",
+                        help=f"with --prior-z: Gaussian smoothing of the z-map in pixels of the prior's grid, 0 = none "
+                             f"(default {DEFAULT_Z_SMOOTHING:g}, the validation winner; docs/benchmarks.md)")
+    parser.add_argument("--prior-z-timesteps", type=int, nargs="+", default=None, metavar="T",
+                        help="with --prior-z: the noise levels averaged (timesteps of the prior's schedule; default "
+                             + " ".join(str(t) for t in DEFAULT_Z_TIMESTEPS) + ")")
+
+
+def prior_z_settings(args: argparse.Namespace) -> Any:
+    """The :class:`~napari_klip.core.prior_z.PriorZSettings` that ``--prior-z`` and its options ask for, or ``None``.
+
+    Raises
+    ------
+    ValueError
+        For ``--prior-z-smoothing`` / ``--prior-z-timesteps`` without ``--prior-z``, or a negative
+        or non-finite smoothing (the timesteps are checked against the prior when it is loaded).
+    """
+    import math
+
+    from ..core.prior_z import PriorZSettings
+
+    smoothing, timesteps = getattr(args, "prior_z_smoothing", None), getattr(args, "prior_z_timesteps", None)
+    if not getattr(args, "prior_z", False):
+        if smoothing is not None or timesteps is not None:
+            raise ValueError("--prior-z-smoothing and --prior-z-timesteps set the prior z-map: give --prior-z too")
+        return None
+    if smoothing is not None and (not math.isfinite(smoothing) or smoothing < 0):
+        raise ValueError(f"--prior-z-smoothing must be a finite number of pixels >= 0, got {smoothing}")
+    settings = PriorZSettings()
+    return PriorZSettings(timesteps=tuple(timesteps) if timesteps else settings.timesteps, draws=settings.draws,
+                          smoothing=settings.smoothing if smoothing is None else smoothing)
 
 
 def map_options(args: argparse.Namespace) -> dict[str, Any]:
     """``block_size``, ``window`` and ``threshold`` of KLIP's maps (and ``prior_z`` when ``--prior-z`` asked for it)."""
     options = {"block_size": args.block_size, "window": tuple(args.window) if args.window else None, "threshold": args.threshold}
-    if getattr(args, "prior_z", False):  # ``score`` and ``evaluate`` have the option
-        options["prior_z"] = True
+    settings = prior_z_settings(args)  # ``score`` and ``evaluate`` have the options
+    if settings is not None:
+        options["prior_z"] = settings
     return options
 
 

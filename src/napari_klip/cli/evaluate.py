@@ -12,8 +12,8 @@ import numpy as np
 
 from ..core.options import METHODS
 from ._common import (
-    add_common_options, add_klip_options, add_lmd_options, add_prior_z_option, intensity_option, print_notes, read_stack, score_klip,
-    score_lmd, scoring_prior,
+    add_common_options, add_klip_options, add_lmd_options, add_prior_z_option, intensity_option, print_notes, prior_z_settings, read_stack,
+    score_klip, score_lmd, scoring_prior,
 )
 
 EVALUATE_OUTPUTS = ("metrics.json", "roc.png")
@@ -55,7 +55,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     bodies = read_stack(args.body_masks, "--body-masks") != 0 if args.body_masks else None
     if bodies is not None and bodies.shape != ood_stack.shape:
         raise ValueError(f"--body-masks has shape {bodies.shape}, the OOD stack {ood_stack.shape}")
-    if args.prior_z and args.method != "klip":
+    if prior_z_settings(args) is not None and args.method != "klip":
         raise ValueError("--prior-z goes with --method klip (the map is computed beside KLIP's)")
     with staged_output(args.out, EVALUATE_OUTPUTS, args.overwrite) as staging:
         start = time.perf_counter()

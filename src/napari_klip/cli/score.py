@@ -18,6 +18,7 @@ from ._common import (
     klip_config,
     klip_operator,
     map_options,
+    prior_z_settings,
     progress_bar,
     read_stack,
     SCORE_OUTPUTS,
@@ -56,6 +57,7 @@ def run_score(args: argparse.Namespace) -> int:
     """``napari-klip score``: score a TIFF image/stack or a given measurement; write maps and JSON."""
     if args.input is None and args.measurement is None:
         raise ValueError("give --input (an image or stack) or --measurement (a measured sinogram/image)")
+    prior_z_settings(args)  # bad z-map options fail before anything is read or written
     if args.dask is not None:
         if args.prior_z:
             raise ValueError("--prior-z is not available with --dask; score without --dask to get prior_z.tif")

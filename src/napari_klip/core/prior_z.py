@@ -20,8 +20,10 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,72 @@ def check_z_settings(timesteps: Sequence[int], draws: int, num_train_timesteps: 
     if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 2:
         raise ValueError(f"prior z-map: draws must be an integer >= 2 (a spread needs two), got {draws!r}")
     return tuple(int(step) for step in steps)
+
+
+@dataclass(frozen=True)
+class PriorZSettings:
+    """How the prior z-map of a scoring run is computed (``prior_z=PriorZSettings(...)``; ``True`` = these defaults).
+
+    Attributes
+    ----------
+    timesteps : tuple of int
+        Noise levels averaged (timesteps of the prior's training schedule).
+    draws : int
+        Noise draws per level (at least 2).
+    smoothing : float
+        Gaussian smoothing of the averaged map, in pixels of the grid the prior sees (0 = none).
+        The default won on the pooled validation tables; the best single task's value ranged from
+        1 px (lesions of 0.3 contrast) to 3 px (star artefacts), ``docs/benchmarks.md``.
+    """
+
+    timesteps: tuple[int, ...] = DEFAULT_Z_TIMESTEPS
+    draws: int = DEFAULT_Z_DRAWS
+    smoothing: float = DEFAULT_Z_SMOOTHING
+
+    def validated(self, num_train_timesteps: int) -> "PriorZSettings":
+        """These settings with the timesteps as a tuple of ints, checked against the prior's schedule.
+
+        Raises
+        ------
+        ValueError
+            For bad timesteps or draws (:func:`check_z_settings`), or a smoothing that is not a
+            finite number ``>= 0``.
+        """
+        steps = check_z_settings(self.timesteps, self.draws, num_train_timesteps)
+        smoothing = self.smoothing
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(smoothing) or smoothing < 0:
+            raise ValueError(f"prior z-map: smoothing must be a finite number of pixels >= 0, got {smoothing!r}")
+        return PriorZSettings(timesteps=steps, draws=int(self.draws), smoothing=float(smoothing))
+
+    def record(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (for result files)."""
+        return {"timesteps": list(self.timesteps), "draws": int(self.draws), "smoothing_px": float(self.smoothing)}
+
+
+def resolve_prior_z(value: "bool | PriorZSettings | None") -> PriorZSettings | None:
+    """``prior_z`` of the scoring functions as settings: ``True`` → the defaults, ``False``/``None`` → no z-map.
+
+    Raises
+    ------
+    TypeError
+        For anything else (e.g. a number or a dict).
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return PriorZSettings()
+    if isinstance(value, PriorZSettings):
+        return value
+    raise TypeError(f"prior_z must be True, False or a PriorZSettings, got {type(value).__name__}")
+
+
+def smooth_z_map(z_map: np.ndarray, smoothing: float) -> np.ndarray:
+    """``z_map`` smoothed by a Gaussian of ``smoothing`` pixels (a copy; 0 returns it unchanged as float32)."""
+    from scipy import ndimage as ndi
+
+    values = np.asarray(z_map, dtype=np.float32)
+    return ndi.gaussian_filter(values, float(smoothing)) if smoothing > 0 else values.copy()
 
 
 def iter_prior_z_maps(

@@ -16,6 +16,7 @@ from ...api.measurements import MeasurementInfo
 from ...core.klip.scores import threshold_blocks
 from ...core.options import DEFAULT_THRESHOLD, GUIDANCE_MODES, THRESHOLD_RULES, KlipConfig, OperatorSettings
 from ...core.patches import working_grid
+from ...core.prior_z import DEFAULT_Z_SMOOTHING, PriorZSettings
 from ._controls import OperatorControls, info_label
 from ._detector import DetectorWidget, describe_slices
 from ._layer_task import LayerInput
@@ -56,7 +57,14 @@ class KlipWidget(DetectorWidget):
             tooltip="a hidden '<input> prior z-map' layer: where the observed image is unlike what the prior restores "
                     "(7 noise levels x 16 draws per slice, after the sampling; docs/klip.md)",
         )
-        self.form.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps, self.guidance, self.prior_z])
+        self.prior_z_smoothing = FloatSpinBox(
+            label="z-map smoothing (px)", value=DEFAULT_Z_SMOOTHING, min=0.0, max=50.0, step=0.5, enabled=False,
+            tooltip="Gaussian smoothing of the prior z-map in pixels of the prior's grid (0 = none); "
+                    f"{DEFAULT_Z_SMOOTHING:g} won on validation data, lesions preferred 1, star artefacts 3 (docs/benchmarks.md)",
+        )
+        self.prior_z.changed.connect(lambda ticked: setattr(self.prior_z_smoothing, "enabled", bool(ticked)))
+        self.form.extend([self.input_kind, self.operator, self.noise_sigma, self.samples, self.steps, self.guidance, self.prior_z,
+                          self.prior_z_smoothing])
         self.add_footer()
         self._block_sizes: list[int] = []
         # choices from a callable: napari calls reset_choices on every layer change
@@ -110,7 +118,7 @@ class KlipWidget(DetectorWidget):
         intensity = self.intensity.choice()
         return Job(
             work=partial(self._score, prior_choice, source, info, settings, float(self.noise_sigma.value), config, threshold, intensity,
-                         bool(self.prior_z.value)),
+                         PriorZSettings(smoothing=float(self.prior_z_smoothing.value)) if self.prior_z.value else False),
             finish=partial(self._show, source, geometry),
             total=config.num_steps * len(source.selection),
             description=f"scoring '{source.name}'",
@@ -126,7 +134,7 @@ class KlipWidget(DetectorWidget):
         config: Any,
         threshold: str,
         intensity: Any,
-        prior_z: bool,
+        prior_z: bool | PriorZSettings,
         report: Any,
         should_cancel: Any,
     ) -> list[Any]:
