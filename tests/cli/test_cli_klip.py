@@ -84,8 +84,6 @@ def test_score_prior_z_writes_the_map_and_a_rerun_without_it_removes_it(tmp_path
     assert main([*args, "--overwrite"]) == 0
     assert not (out / "prior_z.tif").exists()  # a folder never mixes two runs
     capsys.readouterr()
-    assert main([*args, "--overwrite", "--prior-z", "--dask"]) == 1
-    assert "--prior-z is not available with --dask" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--prior-z", "--prior-z-smoothing", "0", "--prior-z-timesteps", "100", "300"]) == 0
     recorded = json.loads((out / "result.json").read_text())["parameters"]["prior_z"]
     assert recorded["smoothing_px"] == 0.0 and recorded["timesteps"] == [100, 300]

@@ -29,6 +29,7 @@ from napari_klip.cluster.worker import load_count  # noqa: E402
 from napari_klip.core.errors import Cancelled, DistributedRunError, OutputLockedError  # noqa: E402
 from napari_klip.core.options import KlipConfig, LmdConfig  # noqa: E402
 from napari_klip.core.outputs import output_lock  # noqa: E402
+from napari_klip.core.prior_z import PriorZSettings  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +97,24 @@ def test_klip_on_two_workers_equals_the_serial_run_and_loads_the_prior_once_per_
     assert all(loads[worker] - before.get(worker, 0) <= 1 for worker in loads) and sum(loads.values()) >= 1
     record = open_result(tmp_path / "out.zarr")["record"]
     assert record["settings"]["config"]["seed"] == 5 and record["input"]["shape"] == [N, 16, 16]
+
+
+def test_klip_with_the_prior_z_map_equals_the_serial_run_and_records_its_settings(client, images, stack_tif, tmp_path):
+    z_settings = PriorZSettings(timesteps=(100, 400), draws=3, smoothing=1.0)
+    spec = RunSpec("klip", KLIP, device="cpu", prior_z=z_settings, **KLIP_OPTIONS)
+    score_distributed(stack_tif, tmp_path / "out.zarr", spec, client)
+    serial = klip_score_stack(images, None, config=KLIP, device="cpu", prior_z=z_settings, **KLIP_OPTIONS)
+    _assert_klip_equal(tmp_path / "out.zarr", serial)
+    result = open_result(tmp_path / "out.zarr")
+    np.testing.assert_array_equal(np.asarray(result["prior_z"]), np.stack([r.prior_z for r in serial]))
+    assert result["record"]["settings"]["prior_z"] == {"timesteps": [100, 400], "draws": 3, "smoothing_px": 1.0}
+    assert "prior_z" not in KLIP_SPEC.record()  # a run without it records what runs before the option recorded
+    with pytest.raises(ValueError, match="method 'klip'"):
+        RunSpec("lmd", LMD, prior_z=z_settings)
+    with pytest.raises(ValueError, match="timesteps"):  # checked against the prior before any output
+        score_distributed(stack_tif, tmp_path / "bad.zarr", RunSpec("klip", KLIP, device="cpu", prior_z=PriorZSettings(timesteps=(5000,)),
+                                                                    **KLIP_OPTIONS), client)
+    assert not (tmp_path / "bad.zarr").exists()
 
 
 class CountingStack:
@@ -219,6 +238,12 @@ def test_cli_score_on_a_scheduler_address_equals_the_serial_cli(client, stack_ti
     result = open_result(out)
     for name in ("heatmap", "labels", "reconstruction"):
         assert np.asarray(result[name]).tobytes() == tifffile.imread(tmp_path / "serial" / f"{name}.tif").tobytes()
+    assert "prior_z" not in result
+    # --prior-z on the cluster: the same z-maps as the serial command's prior_z.tif
+    z_options = ["--prior-z", "--prior-z-timesteps", "100", "400"]
+    assert main(["score", "--input", str(stack_tif), *FAST, *z_options, "--dask", address, "--out", str(tmp_path / "z.zarr")]) == 0
+    assert main(["score", "--input", str(stack_tif), *FAST, *z_options, "--out", str(tmp_path / "z-serial")]) == 0
+    assert np.asarray(open_result(tmp_path / "z.zarr")["prior_z"]).tobytes() == tifffile.imread(tmp_path / "z-serial" / "prior_z.tif").tobytes()
     # the re-run finds the cluster by a scheduler file (what `dask scheduler --scheduler-file` writes: its address)
     (tmp_path / "scheduler.json").write_text(json.dumps({"address": address}))
     assert main(["score", "--input", str(stack_tif), *FAST, "--dask", str(tmp_path / "scheduler.json"), "--out", str(out)]) == 0

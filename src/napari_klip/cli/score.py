@@ -59,8 +59,6 @@ def run_score(args: argparse.Namespace) -> int:
         raise ValueError("give --input (an image or stack) or --measurement (a measured sinogram/image)")
     prior_z_settings(args)  # bad z-map options fail before anything is read or written
     if args.dask is not None:
-        if args.prior_z:
-            raise ValueError("--prior-z is not available with --dask; score without --dask to get prior_z.tif")
         from ._dask import run_dask
 
         return run_dask(args, "klip")

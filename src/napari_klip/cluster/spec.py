@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..core.options import DEFAULT_LMD_BATCH_SIZE, DEFAULT_THRESHOLD, METHODS, TILINGS, KlipConfig, LmdConfig, check_choice
+from ..core.prior_z import PriorZSettings
 
 __all__ = ["RunSpec"]
 
@@ -61,6 +62,9 @@ class RunSpec:
         for the whole stack before any task runs, so every task maps its images alike.
     tiling, patch_batch
         Patch priors only: as for :func:`napari_klip.api.klip.score_image`.
+    prior_z : PriorZSettings, optional
+        KLIP only: also the prior z-map of every image with these settings
+        (:class:`~napari_klip.core.prior_z.PriorZSettings`; ``None`` = none).
     """
 
     method: str
@@ -79,6 +83,7 @@ class RunSpec:
     intensity: Any = "auto"
     tiling: str = TILINGS[0]
     patch_batch: int | None = None
+    prior_z: PriorZSettings | None = None
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -87,6 +92,11 @@ class RunSpec:
             raise TypeError(f"method {self.method!r} needs a {wanted.__name__}, got {type(self.config).__name__}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.prior_z is not None:
+            if not isinstance(self.prior_z, PriorZSettings):
+                raise TypeError(f"prior_z must be a PriorZSettings or None, got {type(self.prior_z).__name__}")
+            if self.method != "klip":
+                raise ValueError("prior_z goes with method 'klip' (the map is computed beside KLIP's)")
 
     @property
     def images_per_task(self) -> int:
@@ -112,6 +122,8 @@ class RunSpec:
         if self.method == "klip":
             record.update(operator=self.operator, operator_params=self.operator_params, noise_sigma=self.noise_sigma,
                           block_size=self.block_size, window=self.window, threshold=self.threshold)
+            if self.prior_z is not None:  # absent otherwise, so that stores made before the option still match
+                record["prior_z"] = self.prior_z.record()
         else:
             record.update(lpips_weights=self.lpips_weights, batch_size=self.batch_size)
         return _jsonable(record)

@@ -6,6 +6,7 @@ Layout (Zarr format 2; the image groups carry OME-Zarr 0.4 ``multiscales`` metad
       heatmap/0                  (N, H, W) float32   KLIP and LMD
       labels/0                   (N, H, W) uint8     KLIP: 1 on flagged blocks
       reconstruction/0           (N, H, W) float32   KLIP: posterior mean
+      prior_z/0                  (N, H, W) float32   KLIP with --prior-z: the prior z-map
       reconstructions/0          (N, R, H, W) float32  LMD
       score                      (N,) float64        NaN until the image is done
       threshold_value            (N,) float64        KLIP
@@ -38,7 +39,10 @@ _SCALAR_CHUNK = 4096
 def _image_arrays(spec: RunSpec, n: int, hw: tuple[int, int]) -> dict[str, tuple[tuple[int, ...], str]]:
     """The per-image image arrays of ``spec``'s method: name -> (shape, dtype)."""
     if spec.method == "klip":
-        return {"heatmap": ((n, *hw), "float32"), "labels": ((n, *hw), "uint8"), "reconstruction": ((n, *hw), "float32")}
+        arrays = {"heatmap": ((n, *hw), "float32"), "labels": ((n, *hw), "uint8"), "reconstruction": ((n, *hw), "float32")}
+        if spec.prior_z is not None:
+            arrays["prior_z"] = ((n, *hw), "float32")
+        return arrays
     r = spec.config.num_reconstructions
     return {"heatmap": ((n, *hw), "float32"), "reconstructions": ((n, r, *hw), "float32")}
 
@@ -128,8 +132,9 @@ def open_result(path: str | Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``heatmap``, ``labels`` / ``reconstruction`` (KLIP) or ``reconstructions`` (LMD), ``score``,
-        ``done``, ... as :class:`dask.array.Array`; ``record`` (the settings) and ``runs``.
+        ``heatmap``, ``labels`` / ``reconstruction`` (KLIP; ``prior_z`` with ``--prior-z``) or
+        ``reconstructions`` (LMD), ``score``, ``done``, ... as :class:`dask.array.Array`; ``record``
+        (the settings) and ``runs``.
 
     Example
     -------

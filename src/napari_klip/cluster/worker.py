@@ -95,6 +95,8 @@ def check_spec(spec: RunSpec, sample: np.ndarray) -> dict[str, Any]:
         from ..core.operators import build_operator
 
         spec.config.validate(prior.num_train_timesteps)
+        if spec.prior_z is not None:
+            spec.prior_z.validated(prior.num_train_timesteps)
         build_operator(spec.operator, grid, spec.operator_params)
         resolve_map_settings(grid, shape, spec.config, spec.block_size, spec.window, spec.threshold)
     else:
@@ -119,10 +121,11 @@ def _klip(spec: RunSpec, start: int, images: np.ndarray, prior: Any) -> list[dic
     results = score_stack(images, prior, config=replace(spec.config, seed=spec.config.seed + start), operator=spec.operator,
                           operator_params=spec.operator_params, noise_sigma=spec.noise_sigma, block_size=spec.block_size,
                           window=spec.window, threshold=spec.threshold, intensity=spec.intensity, tiling=spec.tiling,
-                          patch_batch=spec.patch_batch, batch_images=1)
+                          patch_batch=spec.patch_batch, batch_images=1, prior_z=spec.prior_z or False)
     return [
         {"heatmap": r.heatmap.astype(np.float32), "labels": r.labels, "reconstruction": r.reconstruction.astype(np.float32),
-         "score": r.score, "threshold_value": r.threshold_value}
+         "score": r.score, "threshold_value": r.threshold_value,
+         **({"prior_z": r.prior_z.astype(np.float32)} if r.prior_z is not None else {})}
         for r in results
     ]
 
