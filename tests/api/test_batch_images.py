@@ -52,6 +52,21 @@ def test_klip_progress_counts_image_steps_and_cancel_stops_mid_batch(prior, disc
     assert [u.step for u in seen] == [3, 6]
 
 
+def test_with_the_prior_z_map_progress_counts_its_noise_levels_and_cancel_stops_there(prior, disc_images):
+    from napari_klip.core.prior_z import PriorZSettings
+
+    updates = []
+    z_settings = PriorZSettings(timesteps=(100, 300), draws=2)
+    score_stack(disc_images[:3], prior, config=FAST, batch_images=2, progress=updates.append, prior_z=z_settings, **OPTIONS)
+    # batch [0, 1]: 2 image-steps per step, then 2 noise levels of image 0 and of image 1; batch [2]: 1 per step, its 2 levels
+    assert [u.step for u in updates] == [2, 4, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18] and {u.total for u in updates} == {18}
+    seen = []
+    with pytest.raises(Cancelled):  # polled after a noise level: stops inside the first z-map
+        score_stack(disc_images[:3], prior, config=FAST, batch_images=3, progress=seen.append, prior_z=z_settings,
+                    should_cancel=lambda: len(seen) >= 5, **OPTIONS)
+    assert [u.step for u in seen] == [3, 6, 9, 12, 13] and seen[-1].total == 18
+
+
 @pytest.mark.parametrize(("value", "error"), [(0, ValueError), (-2, ValueError), ("2", ValueError), ("many", ValueError),
                                               (1.5, TypeError), (True, TypeError)])
 def test_bad_batch_images_fail_before_sampling(prior, disc_images, value, error):

@@ -51,7 +51,7 @@ from ..core.options import DEFAULT_KLIP_BATCH_IMAGES, DEFAULT_THRESHOLD, TILINGS
 from ..core.patches import TiledPrior, for_grid, tile_progress, tiling_parameters, working_grid
 from ..core.prior import DiffusionPrior, resolve_prior
 from ..core.prior_quality import require_finite_weights
-from ..core.progress import ProgressCallback, ShouldCancel, drive, stack_progress
+from ..core.progress import ProgressCallback, SamplingThenPasses, ShouldCancel, drive, stack_progress
 from ..core.prior_z import PriorZSettings, prior_z_map, resolve_prior_z, smooth_z_map
 
 __all__ = ["DEFAULT_THRESHOLD", "KlipResult", "score_image", "score_measurement", "score_measurements", "score_stack"]
@@ -176,8 +176,9 @@ def _score_batches(
     it per item). A patch prior runs on ``grid`` (default: the inputs' own grid), its tile offsets
     drawn from seed ``config.seed + b`` for the batch that starts at image ``b``. With ``prior_z``
     each result also holds the prior z-map of its observed image (noise seeded by ``config.seed +
-    i``), computed after its batch's sampling (not counted by ``progress``; ``should_cancel`` is
-    polled after every noise level).
+    i``), computed after its batch's sampling; ``progress`` then counts ``N·(K + L)`` units, one
+    more per noise level ``L`` of each image (:class:`~napari_klip.core.progress.SamplingThenPasses`),
+    and ``should_cancel`` is polled after every noise level too.
     """
     require_finite_weights(prior)
     z_settings = resolve_prior_z(prior_z)
@@ -193,9 +194,11 @@ def _score_batches(
     size = resolve_batch_images(batch_images, for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch), config.num_samples, count,
                                 with_gradients=config.guidance == "dps")
     results: list[KlipResult] = []
+    combined = SamplingThenPasses(progress, count, steps, len(z_settings.timesteps)) if progress is not None and z_settings is not None else None
+    sampling_progress = combined.sampling if combined is not None else progress
     for begin, end in batch_sizes(count, size):
         batch_prior = for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch, seed=config.seed + begin)
-        report = stack_progress(progress, begin, end - begin, count, steps_cover_the_batch=not isinstance(batch_prior, TiledPrior))
+        report = stack_progress(sampling_progress, begin, end - begin, count, steps_cover_the_batch=not isinstance(batch_prior, TiledPrior))
         report_tiles = tile_progress(batch_prior, (end - begin) * config.num_samples, steps, report)
         batch = torch.cat(measurements[begin:end])
         seeds = [config.seed + index for index in range(begin, end)]
@@ -208,7 +211,8 @@ def _score_batches(
             if z_settings is not None:
                 # its own tiling of a patch prior: no progress callback, tile offsets from the image's seed
                 z_prior = for_grid(prior, grid, tiling=tiling, patch_batch=patch_batch, seed=config.seed + index)
-                result = _with_prior_z(result, z_prior, observed, config.seed + index, should_cancel, z_settings)
+                result = _with_prior_z(result, z_prior, observed, config.seed + index, should_cancel, z_settings,
+                                       combined.pass_done if combined is not None else None)
             results.append(result)
     return results
 
@@ -265,10 +269,14 @@ def _result(
 
 
 def _with_prior_z(result: KlipResult, prior: DiffusionPrior | TiledPrior, observed_model: np.ndarray,
-                  seed: int, should_cancel: ShouldCancel | None, z_settings: PriorZSettings) -> KlipResult:
-    """``result`` with the smoothed prior z-map of its observed image (model units, prior's grid), on the input's grid."""
+                  seed: int, should_cancel: ShouldCancel | None, z_settings: PriorZSettings,
+                  progress: ProgressCallback | None = None) -> KlipResult:
+    """``result`` with the smoothed prior z-map of its observed image (model units, prior's grid), on the input's grid.
+
+    ``progress`` is called after every noise level.
+    """
     z_map = prior_z_map(prior, observed_model, timesteps=z_settings.timesteps, draws=z_settings.draws, seed=seed,
-                        should_cancel=should_cancel)
+                        progress=progress, should_cancel=should_cancel)
     z_map = smooth_z_map(z_map, z_settings.smoothing)
     settings = {**z_settings.record(), "seed": seed}
     return replace(result, prior_z=to_input_grid(z_map, tuple(result.heatmap.shape), order=1).astype(np.float32),

@@ -8,6 +8,7 @@ sampling and training all report the same record (training adds its loss).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -111,3 +112,41 @@ def stack_progress(
         progress(Progress(begin * per_image + update.step * units, per_image * count, update.elapsed_s))
 
     return report
+
+
+class SamplingThenPasses:
+    """One progress count over a stack's sampling and a few more passes per image after it.
+
+    KLIP with the prior z-map samples each batch of images, then computes each image's z-map one
+    noise level (one pass) at a time. This reports both as one count of ``count × (steps +
+    passes)`` units: the sampling's fraction done, scaled to ``count × steps``, plus the passes
+    done so far — so a progress bar keeps moving through the z-maps and ends exactly at its total.
+    ``elapsed_s`` counts from the object's creation.
+
+    Parameters
+    ----------
+    progress : callable
+        The stack's callback.
+    count, steps, passes : int
+        Images, sampling steps per image, passes per image after the sampling.
+    """
+
+    def __init__(self, progress: ProgressCallback, count: int, steps: int, passes: int):
+        self._progress, self._sampling_units, self._passes = progress, count * steps, 0
+        self.total = count * (steps + passes)
+        self._sampled = 0.0
+        self._started = time.perf_counter()
+
+    def sampling(self, update: Progress) -> None:
+        """Pass on a stack-wide sampling update (``step`` of ``total`` of the whole stack's sampling)."""
+        self._sampled = update.step / max(update.total, 1) * self._sampling_units
+        self._report()
+
+    def pass_done(self, update: Progress) -> None:
+        """Count one more pass (``update`` says which of the image's passes; only the count matters)."""
+        self._passes += 1
+        self._report()
+
+    def _report(self) -> None:
+        done = min(int(round(self._sampled)) + self._passes, self.total)
+        self._progress(Progress(done, self.total, time.perf_counter() - self._started))
