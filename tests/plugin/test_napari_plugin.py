@@ -197,12 +197,27 @@ def test_train_a_prior_and_detect_with_it(viewer, qtbot, tmp_path):
 def test_train_a_patch_prior_and_score_at_native_size(viewer, qtbot, tmp_path):
     """Also a v-predicting prior trained with Min-SNR weighting: KLIP runs it like any other."""
     klip = train_then_klip(viewer, qtbot, tmp_path / "patch", patch_size=16, steps=2, batch_size=4,
-                           prediction_type="v_prediction", loss_weighting="min-snr")
+                           prediction_type="v_prediction", loss_weighting="min-snr", min_snr_gamma=2.5, ema_decay=0.995, precision="fp32")
     metadata = json.loads((tmp_path / "patch" / "napari_klip_prior.json").read_text())
+    config = json.loads((tmp_path / "patch" / "training_log.json").read_text())["config"]
+    assert (config["min_snr_gamma"], config["ema_decay"], config["precision"]) == (2.5, 0.995, "fp32")
+    assert metadata["training"]["loss_weighting"] == "min-snr (gamma 2.5)" and metadata["training"]["precision"] == "fp32"
     assert metadata["patch_size"] == 16 and metadata["image_size"] == [16, 16]
     assert metadata["training"]["prediction_type"] == "v_prediction" and metadata["training"]["loss_weighting"].startswith("min-snr")
     assert json.loads((tmp_path / "patch" / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
     assert klip.block_size.choices == (1, 2, 4, 7, 14, 28)  # blocks of the slices' own 28² grid, not the 16² patch
+
+
+def test_train_widget_offers_min_snr_gamma_only_with_min_snr_weighting_and_keeps_four_decimals_of_ema(viewer):
+    train = dock(viewer, "Train prior")
+    assert not train.min_snr_gamma.enabled and train.ema_decay.value == pytest.approx(0.999)
+    train.loss_weighting.value = "min-snr"
+    assert train.min_snr_gamma.enabled
+    train.loss_weighting.value = "uniform"
+    assert not train.min_snr_gamma.enabled
+    train.ema_decay.value = 0.9995
+    assert train.ema_decay.value == pytest.approx(0.9995)
+    assert list(train.precision.choices) == ["auto", "fp32", "bf16"]
 
 
 def start_long_klip_run(viewer):

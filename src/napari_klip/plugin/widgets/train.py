@@ -11,7 +11,7 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Select,
 
 from ...core.data import read_images
 from ...core.networks import NETWORK_PRESETS
-from ...core.options import LOSS_WEIGHTINGS, PREDICTION_TYPES, TIMESTEP_SAMPLINGS
+from ...core.options import LOSS_WEIGHTINGS, PRECISIONS, PREDICTION_TYPES, TIMESTEP_SAMPLINGS
 from ...core.progress import drive
 from ...core.training import TrainingConfig, iter_training, staging_folder
 from ._controls import device_box, image_layer_choices, seed_box
@@ -78,12 +78,27 @@ class TrainPriorWidget(TaskWidget):
         )
         self.loss_weighting = ComboBox(
             label="loss weighting", choices=list(LOSS_WEIGHTINGS), value=defaults.loss_weighting,
-            tooltip=f"weight of each timestep in the loss: equal, or Min-SNR-gamma (gamma {defaults.min_snr_gamma:g})",
+            tooltip="weight of each timestep in the loss: equal, or Min-SNR-gamma (Hang et al. 2023)",
         )
+        self.min_snr_gamma = FloatSpinBox(
+            label="Min-SNR gamma", value=defaults.min_snr_gamma, min=0.1, max=1000.0, step=0.5,
+            enabled=defaults.loss_weighting == "min-snr",
+            tooltip="the SNR at which Min-SNR weighting caps a timestep's weight (with loss weighting min-snr)",
+        )
+        self.loss_weighting.changed.connect(lambda value: setattr(self.min_snr_gamma, "enabled", value == "min-snr"))
         self.timestep_sampling = ComboBox(
             label="noise levels", choices=list(TIMESTEP_SAMPLINGS), value=defaults.timestep_sampling,
             tooltip="which noise levels training sees: uniform over the schedule (DDPM), or EDM's log-normal levels, "
                     "mostly low and middle noise (with 'predicts' v_prediction: EDM's preconditioning at sigma_data 1)",
+        )
+        self.ema_decay = FloatSpinBox(
+            label="EMA decay", value=defaults.ema_decay, min=0.0, max=0.9999, step=0.0001,
+            tooltip="the saved weights are an exponential moving average of the training weights with this decay; 0 = the last weights",
+        )
+        self.precision = ComboBox(
+            label="precision", choices=list(PRECISIONS), value=defaults.precision,
+            tooltip="auto: bf16 autocast where the hardware has bf16 matrix units (a bf16 GPU, an AMX CPU), else fp32; "
+                    "the weights stay fp32 (docs/benchmarks.md: bf16 is slower on CPUs without AMX)",
         )
         self.resume = CheckBox(text="resume from the folder's checkpoint", value=False)
         self.overwrite = CheckBox(text="overwrite earlier training output", value=False)
@@ -91,7 +106,8 @@ class TrainPriorWidget(TaskWidget):
         self.device = device_box()
         self.form.extend(
             [self.source, self.layers, self.folder, self.output, self.image_size, self.patch_size, self.network, self.steps, self.batch_size,
-             self.learning_rate, self.prediction_type, self.loss_weighting, self.timestep_sampling, self.seed, self.device, self.resume, self.overwrite]
+             self.learning_rate, self.prediction_type, self.loss_weighting, self.min_snr_gamma, self.timestep_sampling, self.ema_decay,
+             self.precision, self.seed, self.device, self.resume, self.overwrite]
         )
         self.extend([self.run_button, self.status])
         self.source.changed.connect(self._on_source)
@@ -127,6 +143,9 @@ class TrainPriorWidget(TaskWidget):
             prediction_type=self.prediction_type.value,
             loss_weighting=self.loss_weighting.value,
             timestep_sampling=self.timestep_sampling.value,
+            min_snr_gamma=float(self.min_snr_gamma.value),
+            ema_decay=float(self.ema_decay.value),
+            precision=self.precision.value,
         )
         config.validate()
         out_dir = Path(self.output.value).expanduser()
