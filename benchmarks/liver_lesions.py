@@ -67,6 +67,8 @@ BLOB_SIGMAS = (1.0, 2.0, 3.0)
 FAMILIES = ("klip-energy", "klip-coherent", "klip-relative", "prior-z", "prior-z-multi", "centre", "local-contrast", "blob-contrast",
             "residual")
 BASELINES = ("centre", "local-contrast", "blob-contrast", "residual")
+#: Clean and OOD slices of one test set; ``--test-set N`` passes over N sets of this size.
+TEST_SET_SIZE = (50, 100)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, required=True, help="prior folder (28² OrganAMNIST liver prior)")
     parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "organamnist.npz")
     parser.add_argument("--n-val", type=int, nargs=2, default=[20, 20], metavar=("ID", "OOD"), help="clean and OOD slices of the val split")
-    parser.add_argument("--n-test", type=int, nargs=2, default=[50, 100], metavar=("ID", "OOD"), help="clean and OOD slices of the test split")
+    parser.add_argument("--n-test", type=int, nargs=2, default=list(TEST_SET_SIZE), metavar=("ID", "OOD"),
+                        help="clean and OOD slices of the test split")
     parser.add_argument("--n-views", type=int, default=24)
     parser.add_argument("--samples", type=int, default=4, help="posterior samples S")
     parser.add_argument("--steps", type=int, default=30, help="reverse steps K")
@@ -90,8 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "default: insert_lesion's random ±0.10-0.25")
     parser.add_argument("--test-set", type=int, default=0, metavar="N",
                         help="report on the N-th disjoint test set of the test split: 0 = the first --n-test slices; N > 0 = the "
-                             "next ones, none of them in sets 0..N-1 (confirmation sets for settings explored while looking at "
-                             "earlier ones)")
+                             "--n-test slices after N sets of 50 + 100 (none in sets 0..N-1: confirmation sets for settings explored "
+                             "while looking at earlier ones)")
     parser.add_argument("--fresh-test", action="store_true", help="the same as --test-set 1 (session 21's confirmation set)")
     parser.add_argument("--no-klip", action="store_true",
                         help="prior-z and the prior-free baselines only (no KLIP sampling, no residual baseline): minutes instead of hours")
@@ -156,11 +159,16 @@ def build_split(data: Path, split: str, counts: tuple[int, int], seed: int, lesi
     return records
 
 
-def disjoint_test_set(data: Path, counts: tuple[int, int], seed: int, lesion_contrast: float | None, test_set: int) -> list[dict[str, Any]]:
-    """The ``test_set``-th test set: :func:`build_split` of the test split passing over the slices of sets ``0 .. test_set − 1``."""
+def disjoint_test_set(data: Path, counts: tuple[int, int], seed: int, lesion_contrast: float | None, test_set: int,
+                      set_size: tuple[int, int] = TEST_SET_SIZE) -> list[dict[str, Any]]:
+    """``counts`` slices of the test split that pass over the slices of ``test_set`` earlier sets of ``set_size`` each.
+
+    Set ``N`` of the default size is disjoint from sets ``0 .. N − 1``; a smaller ``counts`` (a GPU
+    run that fits fewer slices) takes the first slices of set ``N``, still none of the earlier ones.
+    """
     exclude: frozenset[int] = frozenset()
     for _ in range(test_set):
-        exclude |= frozenset(r["index"] for r in build_split(data, "test", counts, seed, lesion_contrast, exclude))
+        exclude |= frozenset(r["index"] for r in build_split(data, "test", set_size, seed, lesion_contrast, exclude))
     return build_split(data, "test", counts, seed, lesion_contrast, exclude)
 
 

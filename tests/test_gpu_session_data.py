@@ -75,9 +75,12 @@ def test_liver_benchmark_test_sets_are_disjoint_and_fresh_test_is_the_second(tmp
     images = discs.clip(0, 255).astype(np.uint8)
     path = tmp_path / "liver.npz"
     np.savez(path, test_images=images, test_labels=np.full((40, 1), liver_lesions.LIVER), val_images=images[:4], val_labels=np.zeros((4, 1)))
-    sets = [{r["index"] for r in liver_lesions.disjoint_test_set(path, (2, 3), 0, None, n)} for n in range(3)]
+    sets = [{r["index"] for r in liver_lesions.disjoint_test_set(path, (2, 3), 0, None, n, set_size=(2, 3))} for n in range(3)]
     assert all(len(indices) == 5 for indices in sets)
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    # a smaller run of set 2 (what fits in a GPU session) still avoids sets 0 and 1
+    smaller = {r["index"] for r in liver_lesions.disjoint_test_set(path, (1, 2), 0, None, 2, set_size=(2, 3))}
+    assert len(smaller) == 3 and not smaller & (sets[0] | sets[1])
     assert {r["index"] for r in liver_lesions.build_split(path, "test", (2, 3), 0)} == sets[0]
     assert liver_lesions.parse_args(["--model", "m", "--fresh-test"]).test_set == 1
     assert liver_lesions.parse_args(["--model", "m", "--test-set", "2"]).test_set == 2
