@@ -120,6 +120,21 @@ def test_approximate_inverse_is_the_moore_penrose_pseudo_inverse(case):
     torch.testing.assert_close((inverse(operator(image)) * other).sum(), (image * inverse(operator(other))).sum())
 
 
+def test_noiseless_24_view_ct_at_28_pixels_is_exactly_invertible_and_the_back_projection_is_not():
+    """The demo's and the liver benchmark's measurement determines the slice (docs/benchmarks.md)."""
+    operator = SparseViewCT((28, 28), n_views=24)
+    basis = torch.eye(28 * 28, dtype=torch.float64).reshape(-1, 1, 28, 28)
+    matrix = operator(basis).reshape(28 * 28, -1).T.numpy()
+    assert matrix.shape == (24 * 40, 28 * 28) and np.linalg.matrix_rank(matrix) == 28 * 28
+    yy, xx = np.mgrid[:28, :28]
+    image = np.exp(-((yy - 12) ** 2 + (xx - 15) ** 2) / 60.0) + 0.3 * ((yy - 16) ** 2 + (xx - 11) ** 2 < 16)
+    measurement = matrix @ image.ravel()
+    exact = np.linalg.lstsq(matrix, measurement, rcond=None)[0].reshape(28, 28)
+    back_projection = operator.approximate_inverse(torch.from_numpy(measurement.reshape(1, 1, 24, 40)))[0, 0].numpy()
+    assert np.linalg.norm(exact - image) < 1e-8 * np.linalg.norm(image)
+    assert np.linalg.norm(back_projection - image) > 0.03 * np.linalg.norm(image)  # 5.0 % off on this smooth image
+
+
 def test_blur_has_no_approximate_inverse():
     operator = GaussianBlur(kernel_size=5, sigma=1.0)
     assert not operator.has_approximate_inverse()
