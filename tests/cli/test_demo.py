@@ -40,6 +40,13 @@ def test_demo_writes_figure_and_result(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "x"), "--slices", "9"]) == 1
     assert main([*args[:2], str(tmp_path / "fbp"), *args[3:], "--guidance", "consistency"]) == 0
     consistent = json.loads((tmp_path / "fbp" / "result.json").read_text())
+    # progress over both slices, sampling and z-map alike: never backwards, ending at its total
+    from napari_klip.cli.demo import DemoSettings, run_demo
+
+    updates = []
+    run_demo(tmp_path / "progress", DemoSettings(num_samples=1, num_steps=3, slices=2, device="cpu"), progress=updates.append)
+    assert [u.step for u in updates] == sorted(u.step for u in updates) and {u.total for u in updates} == {2 * (3 + 7)}
+    assert updates[-1].step == updates[-1].total
     assert result["settings"]["guidance"] == "jacobian-free" and consistent["settings"]["guidance"] == "consistency"
     assert consistent["scores"] != result["scores"]
 

@@ -26,7 +26,7 @@ import numpy as np
 from ..core.options import DEVICE_CHOICES, GUIDANCE_MODES, PRECISIONS, KlipConfig, OperatorSettings
 from ..core.progress import Progress, ProgressCallback
 from ..core.samples import load_ct_sample
-from ._common import add_device_option, check_out, progress_bar
+from ._common import add_device_option, check_out, follow, progress_bar
 
 DEMO_OUTPUTS = ("demo.png", "result.json")
 #: Slices in the bundled CT sample.
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     settings = DemoSettings(n_views=args.n_views, num_samples=args.samples, num_steps=args.steps, seed=args.seed, device=args.device, precision=args.precision,
                             slices=args.slices, model=None if args.model is None else str(args.model), guidance=args.guidance)
     with progress_bar(args.slices * args.steps, "KLIP on CT slices") as bar:
-        summary = run_demo(args.out, settings, overwrite=args.overwrite, progress=lambda update: bar.update(update.step - bar.n))
+        summary = run_demo(args.out, settings, overwrite=args.overwrite, progress=follow(bar))
     beside = ", ".join(f"{name} {value:.3f}" for name, value in summary["baseline_auc_mean"].items())
     print(
         f"KLIP localization ROC-AUC {summary['localization_auc_mean']:.3f} (mean over {summary['slices_with_both_classes']} slices; "
@@ -142,10 +142,10 @@ def run_demo(out: Path, settings: DemoSettings | None = None, overwrite: bool = 
     operator = build_operator("ct", prior.image_size, {"n_views": settings.n_views})
     config = KlipConfig(num_samples=settings.num_samples, num_steps=settings.num_steps, guidance=settings.guidance, seed=settings.seed)
     results = []
-    total = len(images) * settings.num_steps
     for index, image in enumerate(images):
+        # every slice counts the same units (its sampling steps, then the z-map's noise levels)
         report = None if progress is None else (
-            lambda update, offset=index * settings.num_steps: progress(Progress(offset + update.step, total, update.elapsed_s)))
+            lambda update, index=index: progress(Progress(index * update.total + update.step, len(images) * update.total, update.elapsed_s)))
         results.append(score_image(image, prior, operator=operator, config=config, prior_z=True, progress=report))
 
     # Blocks count input pixels: score maps, lesion masks and body masks all live on the slices' own grid.
