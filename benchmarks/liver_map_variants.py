@@ -77,17 +77,13 @@ def residual_statistics(prior: Any, image_model: np.ndarray, draws: int, seed: i
     """``(T, H, W)`` signed mean and spread of ``x − x̂0`` over ``draws`` noisings at each of :data:`TIMESTEPS`."""
     import torch
 
+    from napari_klip.core.prior_z import denoising_residuals
+
     generator = torch.Generator().manual_seed(seed)
     clean = torch.from_numpy(image_model)[None, None]
-    alphas_cumprod = prior.scheduler.alphas_cumprod.float()
     means, spreads = [], []
     for timestep in TIMESTEPS:
-        alpha_bar = alphas_cumprod[timestep]
-        noise = torch.randn((draws, 1, *image_model.shape), generator=generator)
-        noisy = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
-        with torch.no_grad():
-            predicted = prior.predict_noise(noisy, timestep).float()
-        residual = (clean - (noisy - (1 - alpha_bar).sqrt() * predicted) / alpha_bar.sqrt())[:, 0].numpy()
+        residual = denoising_residuals(prior, clean, timestep, draws, generator)[:, 0]
         means.append(residual.mean(axis=0))
         spreads.append(residual.std(axis=0))
     return np.array(means), np.array(spreads)

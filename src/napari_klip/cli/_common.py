@@ -258,20 +258,19 @@ def prior_z_settings(args: argparse.Namespace) -> Any:
         For ``--prior-z-smoothing`` / ``--prior-z-timesteps`` without ``--prior-z``, or a negative
         or non-finite smoothing (the timesteps are checked against the prior when it is loaded).
     """
-    import math
+    from dataclasses import replace
 
-    from ..core.prior_z import PriorZSettings
+    from ..core.prior_z import PriorZSettings, check_smoothing
 
     smoothing, timesteps = getattr(args, "prior_z_smoothing", None), getattr(args, "prior_z_timesteps", None)
     if not getattr(args, "prior_z", False):
         if smoothing is not None or timesteps is not None:
             raise ValueError("--prior-z-smoothing and --prior-z-timesteps set the prior z-map: give --prior-z too")
         return None
-    if smoothing is not None and (not math.isfinite(smoothing) or smoothing < 0):
-        raise ValueError(f"--prior-z-smoothing must be a finite number of pixels >= 0, got {smoothing}")
     settings = PriorZSettings()
-    return PriorZSettings(timesteps=tuple(timesteps) if timesteps else settings.timesteps, draws=settings.draws,
-                          smoothing=settings.smoothing if smoothing is None else smoothing)
+    if smoothing is not None:
+        settings = replace(settings, smoothing=check_smoothing(smoothing))
+    return settings if timesteps is None else replace(settings, timesteps=tuple(timesteps))
 
 
 def map_options(args: argparse.Namespace) -> dict[str, Any]:

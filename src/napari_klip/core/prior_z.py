@@ -90,11 +90,7 @@ class PriorZSettings:
             finite number ``>= 0``.
         """
         steps = check_z_settings(self.timesteps, self.draws, num_train_timesteps)
-        smoothing = self.smoothing
-        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(smoothing) or smoothing < 0:
-            raise ValueError(f"prior z-map: smoothing must be a finite number of pixels >= 0, got {smoothing!r}")
-        return PriorZSettings(timesteps=steps, draws=int(self.draws), smoothing=float(smoothing))
+        return PriorZSettings(timesteps=steps, draws=int(self.draws), smoothing=check_smoothing(self.smoothing))
 
     def record(self) -> dict[str, Any]:
         """The settings as JSON-ready values (for result files)."""
@@ -124,6 +120,51 @@ def smooth_z_map(z_map: np.ndarray, smoothing: float) -> np.ndarray:
 
     values = np.asarray(z_map, dtype=np.float32)
     return ndi.gaussian_filter(values, float(smoothing)) if smoothing > 0 else values.copy()
+
+
+def denoising_residuals(prior: Any, clean: Any, timestep: int, draws: int, generator: Any) -> np.ndarray:
+    """What one Tweedie denoising step does not restore, for ``draws`` noisings of an image at ``timestep``.
+
+    Parameters
+    ----------
+    prior : DiffusionPrior or TiledPrior
+        Anything with ``predict_noise`` and ``scheduler``.
+    clean : torch.Tensor
+        ``(1, C, H, W)`` image in model units, on the CPU.
+    timestep : int
+        The noise level (a timestep of the prior's schedule).
+    draws : int
+        Noisings, all drawn at once from ``generator``.
+    generator : torch.Generator
+        CPU generator of the noise.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(draws, C, H, W)`` float32 residuals ``x − x̂0``.
+    """
+    import torch
+
+    alpha_bar = prior.scheduler.alphas_cumprod.float()[timestep]
+    noise = torch.randn((draws, *clean.shape[1:]), generator=generator)
+    noisy = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
+    with torch.no_grad():
+        predicted = prior.predict_noise(noisy.to(prior.device), timestep).float().cpu()
+    return (clean - (noisy - (1 - alpha_bar).sqrt() * predicted) / alpha_bar.sqrt()).numpy()
+
+
+def check_smoothing(smoothing: Any) -> float:
+    """``smoothing`` as a float after checking it is a finite number of pixels ``>= 0``.
+
+    Raises
+    ------
+    ValueError
+        Otherwise (also for a bool).
+    """
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(smoothing) or smoothing < 0:
+        raise ValueError(f"prior z-map: smoothing must be a finite number of pixels >= 0, got {smoothing!r}")
+    return float(smoothing)
 
 
 def iter_prior_z_maps(
@@ -176,15 +217,9 @@ def iter_prior_z_maps(
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(int(seed))
     clean = torch.from_numpy(image)[None]
-    alphas_cumprod = prior.scheduler.alphas_cumprod.float()
     maps: dict[int, np.ndarray] = {}
     for done, step in enumerate(steps, start=1):
-        alpha_bar = alphas_cumprod[step]
-        noise = torch.randn((draws, *image.shape), generator=generator)
-        noisy = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
-        with torch.no_grad():
-            predicted = prior.predict_noise(noisy.to(prior.device), step).float().cpu()
-        residual = (clean - (noisy - (1 - alpha_bar).sqrt() * predicted) / alpha_bar.sqrt()).numpy()
+        residual = denoising_residuals(prior, clean, step, draws, generator)
         z = np.abs(residual.mean(axis=0)) / (residual.std(axis=0) + SPREAD_FLOOR)
         maps[step] = z.mean(axis=0).astype(np.float32)
         yield Progress(done, len(steps), time.perf_counter() - started)
