@@ -22,7 +22,8 @@ The detection-issue protocol (``docs/benchmarks.md``, "Liver lesions: validation
   - ``prior-z-multi``: the mean of the ``prior-z`` maps over all ``--z-timesteps`` (several
     noise levels at once, as in Graham et al., CVPR-W 2023, who compare reconstructions from
     a range of timesteps);
-  - baselines — ``centre`` (closeness to the image centre), ``local-contrast``
+  - baselines — ``centre`` (closeness to the image centre), ``body-depth`` (distance to the
+    edge of the back-projection's body; since session 23), ``local-contrast``
     (``|x − 5×5 mean|`` of the back-projection), ``blob-contrast`` (``|G_σ x − G_3σ x|`` of
     the back-projection, σ chosen on val; since session 22) and ``residual``
     (``|back-projection − posterior mean|``).
@@ -60,13 +61,14 @@ LIVER = 6
 KINDS = ("lesion", "star")
 FRACTIONS = ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.0), (0.5, 1.0), (0.3, 0.7))
 BLOCKS = (1, 2)
-#: Gaussian smoothings (px) tried on val; before session 21 (0, 1) with prior-z timesteps (100, 250), in session 21 (0, 1, 2).
-SMOOTHING = (0.0, 1.0, 2.0, 3.0)
+#: Gaussian smoothings (px) tried on val; before session 21 (0, 1) with prior-z timesteps (100, 250), in session 21 (0, 1, 2),
+#: in session 22 (0 .. 3); since session 23 (0 .. 5), because the val star maps still rose at 3 px.
+SMOOTHING = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 #: Inner widths (px) of the blob-contrast baseline tried on val (since session 22).
 BLOB_SIGMAS = (1.0, 2.0, 3.0)
-FAMILIES = ("klip-energy", "klip-coherent", "klip-relative", "prior-z", "prior-z-multi", "centre", "local-contrast", "blob-contrast",
-            "residual")
-BASELINES = ("centre", "local-contrast", "blob-contrast", "residual")
+FAMILIES = ("klip-energy", "klip-coherent", "klip-relative", "prior-z", "prior-z-multi", "centre", "body-depth", "local-contrast",
+            "blob-contrast", "residual")
+BASELINES = ("centre", "body-depth", "local-contrast", "blob-contrast", "residual")
 #: Clean and OOD slices of one test set; ``--test-set N`` passes over N sets of this size.
 TEST_SET_SIZE = (50, 100)
 
@@ -258,7 +260,7 @@ def add_missing_z_maps(prior: Any, raws: list[dict[str, Any]], args: argparse.Na
 
 def family_maps(family: str, raw: dict[str, Any], reference: dict[str, np.ndarray], setting: dict[str, Any]) -> np.ndarray:
     """The pixel map of one family at one setting (window fraction or z timestep)."""
-    from napari_klip.core.baselines import blob_contrast_map, centre_map, local_contrast_map, residual_map
+    from napari_klip.core.baselines import blob_contrast_map, body_depth_map, centre_map, local_contrast_map, residual_map
 
     if family.startswith("klip"):
         steps = raw["energy"].shape[0]
@@ -276,6 +278,8 @@ def family_maps(family: str, raw: dict[str, Any], reference: dict[str, np.ndarra
         return np.mean([raw[f"z{t}"] for t in setting["timesteps"]], axis=0)
     if family == "centre":
         return centre_map(raw["observed"].shape)
+    if family == "body-depth":
+        return body_depth_map(raw["observed"])
     if family == "local-contrast":
         return local_contrast_map(raw["observed"])
     if family == "blob-contrast":

@@ -5,11 +5,12 @@ variants). Nothing here is chosen for the product and nothing touches the test s
 variant is reported at every smoothing and at its best one, beside the shipped map and the
 baselines on the same slices.
 
-Per val slice (``--n-val`` clean + lesion slices of :func:`liver_lesions.build_split`, stars left
-out) the observed image — the filtered back-projection of noiseless 24-view CT, or with
-``--source truth`` the slice itself — is noised ``--draws`` times at each of nine timesteps
-(25 … 750) and denoised in one Tweedie step (the recipe of :mod:`napari_klip.core.prior_z`); the
-signed mean ``m_t`` and the spread ``s_t`` of the residual ``x − x̂0`` are kept. Variants:
+Per val slice (``--n-val`` clean + lesion slices of :func:`liver_lesions.build_split`, or with
+``--anomaly star`` clean + star-artefact slices) the observed image — the filtered
+back-projection of noiseless 24-view CT, or with ``--source truth`` the slice itself — is noised
+``--draws`` times at each of nine timesteps (25 … 750) and denoised in one Tweedie step (the
+recipe of :mod:`napari_klip.core.prior_z`); the signed mean ``m_t`` and the spread ``s_t`` of
+the residual ``x − x̂0`` are kept. Variants:
 
 * ``shipped`` — ``mean_t |m_t| / s_t`` over the shipped seven timesteps (the prior z-map);
   ``shipped-low`` the same over the five timesteps 25–250;
@@ -19,11 +20,22 @@ signed mean ``m_t`` and the spread ``s_t`` of the residual ``x − x̂0`` are ke
   body pixels of the clean val slices (per-noise-level calibration, in the spirit of MSMA,
   Mahmood et al., ICLR 2021);
 * ``z-minus-surround`` — ``G_σ c − G_3σ c`` of the shipped map ``c``;
+* ``shipped-times-depth`` — the shipped map times the body depth (a soft body restriction:
+  lesions lie inside organs, edges of the body are where texture maps fire);
 * ``ensemble`` (``--extra-model``) — the shipped map averaged over two priors;
+* ``reference`` (``--extra-model``) — the second prior's own shipped map;
+* ``ratio-z`` / ``ratio-z2`` (``--extra-model``) — the likelihood-ratio idea of Ren et al.
+  (NeurIPS 2019) and Schirrmeister et al. (NeurIPS 2020) per pixel: the shipped map (mean ``|z_t|``,
+  or mean ``z_t²``) of the liver prior minus that of a reference prior trained on all organs, so
+  that what is hard for any CT prior (edges, texture) cancels and what is unlike *liver* remains;
+* ``ratio-error`` / ``ratio-error-low`` (``--extra-model``) — the same difference on the
+  denoising-ELBO terms: ``Σ_t SNR_t (E_liver[(x − x̂0)²] − E_reference[(x − x̂0)²])`` (ε-error with
+  the uniform weighting the priors were trained with; ``E[r²] = m_t² + s_t²``), over the shipped
+  or the low timesteps;
 * ``inpainting-z-gG`` / ``inpainting-residual-gG`` (``--inpainting``) — LMD's lift: alternating
   ``G × G`` checkerboards, 16 inpaintings × 20 respaced steps, ``|x − mean| / std`` (or ``|x −
   mean|``) over the inpaintings that hid each pixel;
-* baselines ``centre`` and ``blob-contrast`` (σ 1, 2, 3).
+* baselines ``centre``, ``body-depth`` (since session 23) and ``blob-contrast`` (σ 1, 2, 3).
 
 Example (the documented runs; one torch thread each, ≈ 2–15 min on the 2-core Xeon)::
 
@@ -64,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "organamnist.npz")
     parser.add_argument("--n-val", type=int, nargs=2, default=[40, 80], metavar=("ID", "OOD"))
     parser.add_argument("--lesion-contrast", type=float, default=None, help="as in liver_lesions.py (default: ±0.10-0.25)")
+    parser.add_argument("--anomaly", choices=("lesion", "star"), default="lesion", help="the OOD slices scored")
     parser.add_argument("--source", choices=("fbp", "truth"), default="fbp",
                         help="the image the maps see: the filtered back-projection, or the slice itself")
     parser.add_argument("--draws", type=int, default=16)
@@ -133,7 +146,7 @@ def calibration(raws: list[dict[str, Any]], records: list[dict[str, Any]]) -> di
 
 def variant_map(name: str, raw: dict[str, Any], sigma: float, calibrated: dict[float, np.ndarray]) -> np.ndarray:
     """The pixel map of one variant at smoothing ``sigma`` (each variant applies it where its definition says)."""
-    from napari_klip.core.baselines import blob_contrast_map, centre_map
+    from napari_klip.core.baselines import blob_contrast_map, body_depth_map, centre_map
 
     if name in ("shipped", "shipped-low"):
         return smooth(np.abs(z_scores(raw, SHIPPED if name == "shipped" else LOW)).mean(axis=0), sigma)
@@ -147,6 +160,17 @@ def variant_map(name: str, raw: dict[str, Any], sigma: float, calibrated: dict[f
     if name == "ensemble":
         both = np.concatenate([np.abs(z_scores(raw, SHIPPED)), np.abs(z_scores(raw, SHIPPED, "_extra"))])
         return smooth(both.mean(axis=0), sigma)
+    if name == "reference":
+        return smooth(np.abs(z_scores(raw, SHIPPED, "_extra")).mean(axis=0), sigma)
+    if name in ("ratio-z", "ratio-z2"):
+        power = 1 if name == "ratio-z" else 2
+        liver, reference = (np.abs(z_scores(raw, SHIPPED, key)) ** power for key in ("", "_extra"))
+        return smooth(liver.mean(axis=0) - reference.mean(axis=0), sigma)
+    if name in ("ratio-error", "ratio-error-low"):
+        rows = [TIMESTEPS.index(t) for t in (SHIPPED if name == "ratio-error" else LOW)]
+        error = {key: raw[f"mean{key}"][rows] ** 2 + raw[f"spread{key}"][rows] ** 2 for key in ("", "_extra")}
+        snr = raw["snr"][rows][:, None, None]
+        return smooth((snr * (error[""] - error["_extra"])).sum(axis=0), sigma)
     if name.startswith("inpainting-"):
         grid = name.rsplit("-g", 1)[1]
         residual = np.abs(raw["observed_model"] - raw[f"inpainted_mean{grid}"])
@@ -155,6 +179,10 @@ def variant_map(name: str, raw: dict[str, Any], sigma: float, calibrated: dict[f
         return smooth(residual, sigma)
     if name == "centre":
         return centre_map(raw["observed_model"].shape)
+    if name == "body-depth":
+        return smooth(body_depth_map(raw["observed_model"]), sigma)
+    if name == "shipped-times-depth":
+        return smooth(np.abs(z_scores(raw, SHIPPED)).mean(axis=0), sigma) * body_depth_map(raw["observed_model"])
     if name.startswith("blob-contrast"):
         return smooth(blob_contrast_map(raw["observed_model"], float(name.rsplit("-", 1)[1])), sigma)
     raise KeyError(name)
@@ -162,18 +190,18 @@ def variant_map(name: str, raw: dict[str, Any], sigma: float, calibrated: dict[f
 
 def evaluate(name: str, raws: list[dict[str, Any]], records: list[dict[str, Any]], sigma: float,
              calibrated: dict[float, np.ndarray]) -> dict[str, float]:
-    """Image-level (lesion slices, body pixels) and dataset-level (largest body pixel) ROC-AUC."""
+    """Image-level (OOD slices, body pixels) and dataset-level (largest body pixel) ROC-AUC."""
     from napari_klip.core.metrics import dataset_roc_auc, image_level_roc_auc
 
-    clean_scores, lesion_scores, maps, masks, bodies = [], [], [], [], []
+    clean_scores, ood_scores, maps, masks, bodies = [], [], [], [], []
     for raw, record in zip(raws, records, strict=True):
         values = variant_map(name, raw, sigma, calibrated)
-        (lesion_scores if record["kind"] == "lesion" else clean_scores).append(float(values[record["body"]].max()))
-        if record["kind"] == "lesion":
+        (clean_scores if record["kind"] == "id" else ood_scores).append(float(values[record["body"]].max()))
+        if record["kind"] != "id":
             maps.append(values)
             masks.append(record["mask"])
             bodies.append(record["body"])
-    return {"image_level": image_level_roc_auc(maps, masks, 1, bodies).mean_auc, "dataset_level": dataset_roc_auc(clean_scores, lesion_scores)}
+    return {"image_level": image_level_roc_auc(maps, masks, 1, bodies).mean_auc, "dataset_level": dataset_roc_auc(clean_scores, ood_scores)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -188,8 +216,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     prior = load_prior(args.model)
     extra = load_prior(args.extra_model) if args.extra_model else None
     operator = build_operator("ct", prior.image_size, {"n_views": 24})
+    alpha_bar = prior.scheduler.alphas_cumprod.double().numpy()
+    if extra is not None and not np.allclose(extra.scheduler.alphas_cumprod.double().numpy(), alpha_bar):
+        raise SystemExit("--extra-model must share the prior's noise schedule (the ratio variants compare the same noise levels)")
+    snr = np.array([alpha_bar[t] / (1 - alpha_bar[t]) for t in TIMESTEPS])
     records = [r for r in liver_lesions.build_split(args.data, "val", tuple(args.n_val), args.seed, args.lesion_contrast)
-               if r["kind"] != "star"]
+               if r["kind"] in ("id", args.anomaly)]
     raws = []
     for number, record in enumerate(records):
         if args.source == "truth":
@@ -198,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             image = torch.from_numpy(record["image"].astype(np.float64))[None, None]
             observed = operator.approximate_inverse(operator(image))[0, 0].numpy().astype(np.float32)
         observed_model = prior.to_model_range(observed)
-        raw: dict[str, Any] = {"observed_model": observed_model}
+        raw: dict[str, Any] = {"observed_model": observed_model, "snr": snr}
         raw["mean"], raw["spread"] = residual_statistics(prior, observed_model, args.draws, 10_000 + number)
         if extra is not None:
             raw["mean_extra"], raw["spread_extra"] = residual_statistics(extra, extra.to_model_range(observed), args.draws, 10_000 + number)
@@ -209,9 +241,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if (number + 1) % 20 == 0:
             print(f"  {number + 1}/{len(records)} slices, {time.perf_counter() - started:.0f} s", flush=True)
 
-    names = ["centre", "blob-contrast-1", "blob-contrast-2", "blob-contrast-3", "shipped", "shipped-low", "signed", "signed-low",
-             "calibrated", "z-minus-surround"]
-    names += ["ensemble"] if extra is not None else []
+    names = ["centre", "body-depth", "blob-contrast-1", "blob-contrast-2", "blob-contrast-3", "shipped", "shipped-low", "signed", "signed-low",
+             "calibrated", "z-minus-surround", "shipped-times-depth"]
+    names += ["ensemble", "reference", "ratio-z", "ratio-z2", "ratio-error", "ratio-error-low"] if extra is not None else []
     names += [f"inpainting-{kind}-g{grid}" for grid in INPAINTING_GRIDS for kind in ("z", "residual")] if args.inpainting else []
     calibrated = calibration(raws, records)
     table = {}
@@ -225,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "protocol": "OrganAMNIST liver val split only (lesion and clean slices); exploration, no test numbers",
         "model": str(args.model), "extra_model": str(args.extra_model) if args.extra_model else None,
-        "n_val": args.n_val, "lesion_contrast": args.lesion_contrast, "source": args.source, "draws": args.draws,
+        "n_val": args.n_val, "anomaly": args.anomaly, "lesion_contrast": args.lesion_contrast, "source": args.source, "draws": args.draws,
         "timesteps": list(TIMESTEPS), "shipped_timesteps": list(SHIPPED), "smoothings": list(SMOOTHINGS),
         "hardware": f"{platform.processor() or platform.machine()} CPU, 1 torch thread",
         "wall_time_s": round(time.perf_counter() - started, 1),

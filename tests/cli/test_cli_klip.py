@@ -11,6 +11,7 @@ import tifffile
 import torch
 
 from napari_klip.cli import main
+from napari_klip.core.baselines import BASELINE_NAMES
 from napari_klip.core.operators import SparseViewCT
 from napari_klip.core.prior import create_prior
 
@@ -148,7 +149,7 @@ def test_evaluate_writes_metrics_and_roc(tmp_path, model, disc_images, capsys):
     assert 0.0 <= metrics["dataset_level_auc"] <= 1.0 and metrics["id_images"] == 3 and metrics["ood_images"] == 3
     assert len(metrics["image_level_per_image"]) == 3 and metrics["image_level_images_used"] == 3
     baselines = metrics["baseline_image_level_auc"]
-    assert set(baselines) == {"centre", "local-contrast", "blob-contrast", "residual"}
+    assert set(baselines) == set(BASELINE_NAMES)
     assert baselines["local-contrast"] > 0.7  # the bright squares stand out from their surroundings
     assert metrics["margin_over_best_baseline"] == pytest.approx(metrics["image_level_auc"] - max(baselines.values()))
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_klip.cli import main
+from napari_klip.core.baselines import BASELINE_NAMES
 from napari_klip.core.samples import load_ct_sample
 
 
@@ -25,7 +26,7 @@ def test_demo_writes_figure_and_result(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     assert len(result["localization_auc_per_slice"]) == 2 and len(result["scores"]) == 2
     assert 0.0 <= result["localization_auc_mean"] <= 1.0
-    assert set(result["baseline_auc_mean"]) == {"centre", "local-contrast", "blob-contrast", "residual"}
+    assert set(result["baseline_auc_mean"]) == set(BASELINE_NAMES)
     assert all(0.0 <= value <= 1.0 for value in result["baseline_auc_mean"].values())
     assert result["margin_over_best_baseline"] == pytest.approx(result["localization_auc_mean"] - max(result["baseline_auc_mean"].values()))
     assert result["prior"].endswith("organamnist-liver28-tiny-cpu") and result["network_calls_per_slice"] == 10

@@ -10,6 +10,7 @@ from napari_klip.core.baselines import (
     BASELINE_NAMES,
     baseline_maps,
     blob_contrast_map,
+    body_depth_map,
     centre_map,
     local_contrast_map,
     residual_map,
@@ -47,6 +48,32 @@ def test_blob_contrast_peaks_on_a_blob_of_its_scale_and_ignores_flat_and_linear_
     np.testing.assert_allclose(blob_contrast_map(image, sigma=1.5), expected)
 
 
+def _brute_force_depth(body: np.ndarray) -> np.ndarray:
+    """Distance of each pixel to the nearest pixel outside ``body`` or outside the image (independent reference)."""
+    padded = np.pad(body, 1)
+    outside = np.argwhere(~padded)
+    depth = np.zeros(padded.shape)
+    for pixel in np.argwhere(padded):
+        depth[tuple(pixel)] = np.sqrt(((outside - pixel) ** 2).sum(axis=1)).min()
+    return depth[1:-1, 1:-1]
+
+
+def test_body_depth_is_the_distance_to_the_body_edge():
+    rows, columns = np.indices((21, 25), dtype=np.float64)
+    body = (rows - 10) ** 2 + (columns - 11) ** 2 <= 7**2
+    image = np.where(body, 200.0, 10.0) + np.random.default_rng(3).normal(0, 2, body.shape)
+    before = image.copy()
+    depth = body_depth_map(image)
+    np.testing.assert_array_equal(image, before)
+    np.testing.assert_allclose(depth, _brute_force_depth(body))
+    assert np.unravel_index(depth.argmax(), depth.shape) == (10, 11)
+    assert np.all(depth[~body] == 0)
+    # a body filling the image: the depth is the distance to the image's edge
+    np.testing.assert_allclose(body_depth_map(np.full((5, 6), 3.0)), _brute_force_depth(np.ones((5, 6), bool)))
+    # no body (a constant image of value 0): nothing to rank
+    assert np.all(body_depth_map(np.zeros((4, 4))) == 0)
+
+
 def test_residual_map_and_inputs_untouched():
     image, reconstruction = np.arange(12.0).reshape(3, 4), np.ones((3, 4))
     before = image.copy(), reconstruction.copy()
@@ -68,6 +95,8 @@ def test_residual_map_and_inputs_untouched():
         (lambda: blob_contrast_map(np.zeros((4, 4)), sigma=float("nan")), "sigma"),
         (lambda: blob_contrast_map(np.zeros((4, 4)), sigma=True), "sigma"),
         (lambda: blob_contrast_map(np.full((4, 4), np.inf)), "NaN"),
+        (lambda: body_depth_map(np.zeros(5)), "2-D"),
+        (lambda: body_depth_map(np.full((4, 4), np.nan)), "NaN"),
     ],
 )
 def test_bad_inputs_are_clear_errors(call, message):

@@ -7,8 +7,9 @@ it), and summarised in a figure (input with the lesion outline, sinogram, recons
 heatmap, flagged blocks, prior z-map) and ``result.json`` with the localization ROC-AUC of every
 slice (blocks inside the body, the image-level protocol of ``docs/klip.md``) next to the same
 ROC-AUC of the trivial baselines of :mod:`napari_klip.core.baselines` (closeness to the image
-centre — lesions sit in the body, which is central —, local and blob contrast of the filtered
-back-projection, residual to the posterior mean): the numbers the maps must beat.
+centre and depth inside the body — lesions sit inside the body, away from its outline —, local
+and blob contrast of the filtered back-projection, residual to the posterior mean): the numbers
+the maps must beat.
 Offline; about a minute on 2 CPU cores.
 """
 

@@ -5,6 +5,10 @@ distribution of normal images:
 
 * :func:`centre_map` — closeness to the image centre. Anomalies sit inside the body, and the
   body is central, so this map alone reaches ROC-AUCs well above 0.5.
+* :func:`body_depth_map` — depth inside the body: the distance of each pixel to the edge of
+  the body (:func:`~napari_klip.core.anomalies.foreground_mask` of what the user sees) or of the
+  image. Lesions lie inside organs, away from the body's outline; on the liver benchmark this
+  beats the centre map on every test set, by 0.01–0.08 (``docs/benchmarks.md``).
 * :func:`local_contrast_map` — ``|x − local mean of x|``: edges, texture and anything that
   stands out from its surroundings.
 * :func:`blob_contrast_map` — ``|G_σ x − G_3σ x|``, a difference of Gaussians: blobs of about
@@ -25,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 #: Names of the baseline maps, in the order reports list them.
-BASELINE_NAMES = ("centre", "local-contrast", "blob-contrast", "residual")
+BASELINE_NAMES = ("centre", "body-depth", "local-contrast", "blob-contrast", "residual")
 #: Side of the square window of :func:`local_contrast_map`'s local mean, in pixels.
 LOCAL_CONTRAST_WINDOW = 5
 #: Inner Gaussian width of :func:`blob_contrast_map`, in pixels (the surround's is three times it):
@@ -60,6 +64,32 @@ def centre_map(shape: tuple[int, int]) -> np.ndarray:
     """
     rows, columns = np.indices(tuple(int(s) for s in shape), dtype=np.float64)
     return -np.hypot(rows - (shape[0] - 1) / 2, columns - (shape[1] - 1) / 2)
+
+
+def body_depth_map(image: ArrayLike) -> np.ndarray:
+    """Depth inside the body: the Euclidean distance of each body pixel to the nearest pixel outside it.
+
+    The body is :func:`napari_klip.core.anomalies.foreground_mask` of ``image`` (Otsu's threshold,
+    a small closing, holes filled, the largest component). The image's border counts as outside,
+    so a body that fills the image gets the distance to the image's edge.
+
+    Parameters
+    ----------
+    image : array_like
+        ``(H, W)`` image; not modified.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float64: 0 outside the body, growing towards its inside (all 0 when the image
+        has no body, e.g. a constant image of value <= 0).
+    """
+    from scipy import ndimage as ndi
+
+    from .anomalies import foreground_mask
+
+    body = foreground_mask(_image(image, "image"))
+    return ndi.distance_transform_edt(np.pad(body, 1))[1:-1, 1:-1]
 
 
 def local_contrast_map(image: ArrayLike, window: int = LOCAL_CONTRAST_WINDOW) -> np.ndarray:
@@ -148,6 +178,7 @@ def baseline_maps(observed: ArrayLike, reconstruction: ArrayLike) -> dict[str, n
     data = _image(observed, "observed")
     return {
         "centre": centre_map(data.shape),
+        "body-depth": body_depth_map(data),
         "local-contrast": local_contrast_map(data),
         "blob-contrast": blob_contrast_map(data),
         "residual": residual_map(data, reconstruction),
