@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -17,6 +19,14 @@ def shared_file(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"real data '{name}' not found at {SHARED_DATA} (only present in the project's workspace)")
     return path
+
+
+def load_script(relative: str) -> ModuleType:
+    """Import a repository script that is not in the package (``benchmarks/…``, ``scripts/…``) by its path."""
+    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO_ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load(relative: str):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 @pytest.fixture
@@ -33,7 +23,7 @@ def archive() -> dict[str, np.ndarray]:
 
 
 def test_label_subset_keeps_the_rows_of_the_label_in_order(archive):
-    gpu_data = _load("scripts/gpu_data.py")
+    gpu_data = load_script("scripts/gpu_data.py")
     before = {key: value.copy() for key, value in archive.items()}
     subset = gpu_data.label_subset(archive, 6)
     assert set(subset) == set(archive)
@@ -50,8 +40,8 @@ def test_label_subset_keeps_the_rows_of_the_label_in_order(archive):
 def test_liver_benchmark_and_training_read_the_same_images_from_the_subset(tmp_path, archive):
     from napari_klip.core.data import read_images
 
-    gpu_data = _load("scripts/gpu_data.py")
-    liver_lesions = _load("benchmarks/liver_lesions.py")
+    gpu_data = load_script("scripts/gpu_data.py")
+    liver_lesions = load_script("benchmarks/liver_lesions.py")
     full, small = tmp_path / "full.npz", tmp_path / "liver.npz"
     np.savez(full, **archive)
     np.savez_compressed(small, **gpu_data.label_subset(archive, liver_lesions.LIVER))
@@ -68,7 +58,7 @@ def test_liver_benchmark_and_training_read_the_same_images_from_the_subset(tmp_p
 
 
 def test_liver_benchmark_test_sets_are_disjoint_and_fresh_test_is_the_second(tmp_path):
-    liver_lesions = _load("benchmarks/liver_lesions.py")
+    liver_lesions = load_script("benchmarks/liver_lesions.py")
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[:28, :28]
     discs = ((yy - 14) ** 2 + (xx - 14) ** 2 < 100) * rng.uniform(120, 220, (40, 1, 1)) + rng.normal(0, 8, (40, 28, 28))

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from napari_klip.core import baselines
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _load(relative: str):
-    spec = importlib.util.spec_from_file_location(Path(relative).stem, REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +18,7 @@ def disc() -> np.ndarray:
 
 
 def test_every_baseline_family_of_the_liver_benchmark_is_the_product_baseline(disc):
-    liver_lesions = _load("benchmarks/liver_lesions.py")
+    liver_lesions = load_script("benchmarks/liver_lesions.py")
     reconstruction = disc[::-1].copy()
     raw = {"observed": disc, "posterior_mean": reconstruction}
     product = baselines.baseline_maps(disc, reconstruction)
@@ -39,7 +29,7 @@ def test_every_baseline_family_of_the_liver_benchmark_is_the_product_baseline(di
 
 
 def test_ratio_variants_subtract_the_reference_prior():
-    variants = _load("benchmarks/liver_map_variants.py")
+    variants = load_script("benchmarks/liver_map_variants.py")
     rng = np.random.default_rng(5)
     steps = len(variants.TIMESTEPS)
     mean, spread = rng.normal(size=(steps, 6, 6)), rng.uniform(0.5, 2.0, (steps, 6, 6))
